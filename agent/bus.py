@@ -1,0 +1,68 @@
+"""The message bus: channels put ``Inbound`` on it, the agent puts ``Outbound`` back.
+
+The bus is deliberately dumb: one inbound queue, one outbound queue per channel name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+OutKind = Literal["reply", "delta", "tool", "notice", "error"]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message for the agent from a person (or from cron, marked ``scheduled``)."""
+
+    channel: str
+    chat_id: str
+    sender_id: str
+    text: str
+    message_id: str | None = None
+    thread_id: str | None = None
+    attachments: tuple[str, ...] = ()  # paths under <workspace>/inbox/
+    images: tuple[str, ...] = ()  # paths of images the model may see
+    scheduled: bool = False
+    time: float = field(default_factory=time.time)
+
+    @property
+    def session_key(self) -> str:
+        base = f"{self.channel}:{self.chat_id}"
+        return f"{base}:{self.thread_id}" if self.thread_id else base
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """Something for a channel to show. One ``reply`` per user turn; the rest is progress."""
+
+    channel: str
+    chat_id: str
+    text: str
+    kind: OutKind = "reply"
+    thread_id: str | None = None
+    reply_to: str | None = None
+    turn_id: str | None = None
+
+    @property
+    def session_key(self) -> str:
+        base = f"{self.channel}:{self.chat_id}"
+        return f"{base}:{self.thread_id}" if self.thread_id else base
+
+
+class MessageBus:
+    def __init__(self) -> None:
+        self.inbound: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._outbound: dict[str, asyncio.Queue[Outbound]] = {}
+
+    async def publish_inbound(self, msg: Inbound) -> None:
+        await self.inbound.put(msg)
+
+    def outbound(self, channel: str) -> asyncio.Queue[Outbound]:
+        """The queue a channel reads its deliveries from (created on first use)."""
+        return self._outbound.setdefault(channel, asyncio.Queue())
+
+    async def publish_outbound(self, msg: Outbound) -> None:
+        await self.outbound(msg.channel).put(msg)

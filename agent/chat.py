@@ -1,0 +1,62 @@
+"""``reverie chat``: the runtime plus the terminal channel, interactive or one-shot (``-m``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from agent.config import Config
+from agent.config_file import load_config
+from agent.errors import ConfigError
+
+
+def load_from_args(args: argparse.Namespace) -> tuple[Config, Path | None]:
+    from agent.config_file import default_config_path
+
+    path = getattr(args, "config", None)
+    config = load_config(path)
+    file = Path(path).expanduser() if path else default_config_path()
+    return config, (file if file.exists() else None)
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from agent.daemon import build_runtime
+    from agent.logs import setup_logging
+
+    config, path = load_from_args(args)
+    if args.model or args.provider:
+        llm = config.llm.model_copy(update={k: v for k, v in (("model", args.model), ("provider", args.provider)) if v})
+        if args.provider and not args.model:
+            llm = llm.model_copy(update={"model": None})
+        config = config.model_copy(update={"llm": llm})
+    message = args.message
+    if message == "-":
+        message = sys.stdin.read()
+    if message is not None and not message.strip():
+        raise ConfigError("The message is empty. Pass text with -m \"...\" or pipe it in with -m -.")
+    runtime = build_runtime(config, path)
+    setup_logging(runtime.workspace, config.secrets(), level=config.logging.level,
+                  max_bytes=config.logging.max_bytes, backups=config.logging.backups)
+    return asyncio.run(_chat(runtime, args.session, message))
+
+
+async def _chat(runtime: object, session: str, message: str | None) -> int:
+    from agent.daemon import Runtime
+    from channels.terminal import TerminalChannel
+
+    assert isinstance(runtime, Runtime)
+    plain = not sys.stdout.isatty()
+    interactive_input = sys.stdin.isatty() and not plain
+    terminal = TerminalChannel(runtime.bus, session, plain=plain,
+                               history_file=runtime.workspace / "chat_history" if interactive_input else None)
+    async with runtime.running():
+        await terminal.start()
+        try:
+            if message is not None:
+                kind, _text = await terminal.ask(message)
+                return 0 if kind == "reply" else 1
+            return await terminal.repl()
+        finally:
+            await terminal.stop()

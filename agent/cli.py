@@ -1,0 +1,109 @@
+"""The ``reverie`` command. Each subcommand imports what it needs only when it runs, so ``--help`` is fast.
+
+Exit codes: 0 done, 1 the work failed (model error, refused), 2 configuration or usage problem,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from agent.chat import run_chat
+
+    return run_chat(args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from agent.initconfig import run_init
+
+    return run_init(args)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from agent.initconfig import run_usage
+
+    return run_usage(args)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from agent.initconfig import run_config_check
+
+    return run_config_check(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $REVERIE_CONFIG or ~/.reverie/config.yaml)")
+    parser = argparse.ArgumentParser(prog="reverie", parents=[common],
+                                     description="reverie: a personal AI agent for chat apps and the terminal.")
+    parser.add_argument("--version", action="version", version=f"reverie {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = _add(sub, "chat", _chat, common, "talk to the agent in the terminal")
+    chat.add_argument("-m", "--message", metavar="TEXT",
+                      help="send one message, print the reply, exit ('-' reads stdin)")
+    chat.add_argument("--session", default="default", metavar="NAME", help="conversation to use (default: default)")
+    chat.add_argument("--model", help="use this model instead of llm.model")
+    chat.add_argument("--provider", help="use this provider instead of llm.provider")
+
+    init = _add(sub, "init", _init, common, "write a starter config file")
+    init.add_argument("--provider", help="anthropic, openai, openrouter, deepseek, ollama, openai_compatible, ...")
+    init.add_argument("--model", help="model name (default: the provider's usual one)")
+    init.add_argument("--api-key-env", metavar="VAR", help="write api_key: ${VAR} (the key stays in the environment)")
+    init.add_argument("--base-url", help="endpoint for openai_compatible, vllm or ollama")
+    init.add_argument("--workspace", help="where reverie keeps its data (default: ~/.reverie)")
+    init.add_argument("--yes", "-y", action="store_true", help="do not ask; use flags and defaults")
+
+    _add(sub, "usage", _usage, common, "token use and cost, today and this month")
+    _add(sub, "config", _config, common, "check the config file and show what it resolves to")
+    return parser
+
+
+def _add(sub: Any, name: str, handler: Handler, common: argparse.ArgumentParser, text: str) -> Any:
+    command = sub.add_parser(name, parents=[common], help=text, description=text)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reverie")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # everything reverie writes (sessions, logs, config) is readable by the owner only
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from agent.errors import ConfigError, ReverieError
+    from agent.logs import MASK
+
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"reverie: {MASK(str(exc))}", file=sys.stderr)
+        return 2
+    except ReverieError as exc:
+        print(f"reverie: {MASK(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

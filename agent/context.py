@@ -1,0 +1,149 @@
+"""What the model sees: the system prompt, the history window, and compaction when it grows too big.
+
+The system prompt is built from files and holds nothing that changes per turn, so it is byte-identical
+between turns (provider prompt caching depends on it). It is rebuilt only when one of its files
+changes (modification time). User messages carry their send time in a first line rendered from the
+stored timestamp, so the rendering of old messages never changes either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent import prompts
+from agent.types import Message, ToolSpec
+
+logger = logging.getLogger(__name__)
+WORKSPACE_PROMPTS = ("AGENTS.md", "SOUL.md")
+SUMMARY_HEADER = "[Summary of the earlier conversation, written by reverie when it was compacted]\n"
+IMAGE_TOKENS = 1600
+
+
+class SystemPrompt:
+    """``system()`` returns the same string until a prompt file changes."""
+
+    def __init__(self, workspace: Path, extra: Callable[[], str] | None = None) -> None:
+        self.workspace = workspace
+        self.extra = extra  # later parts (skills, memory) add text here; it must be stable too
+        self._stamp: tuple[Any, ...] | None = None
+        self._text = ""
+
+    def system(self) -> str:
+        stamp = tuple(_mtime(self.workspace / name) for name in WORKSPACE_PROMPTS)
+        extra = self.extra() if self.extra else ""
+        if (stamp, extra) != self._stamp:
+            self._stamp = (stamp, extra)
+            self._text = self._build(extra)
+        return self._text
+
+    def _build(self, extra: str) -> str:
+        parts = [prompts.load("system"), f"Your workspace folder is {self.workspace}."]
+        for name in WORKSPACE_PROMPTS:
+            path = self.workspace / name
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace").strip()
+                parts.append(f"## {name} (written by your owner)\n\n{text}")
+        if extra:
+            parts.append(extra)
+        return "\n\n".join(parts)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def render(messages: list[Message], summary: str | None) -> list[Message]:
+    """The history as sent: time lines on user text, the compaction summary in front."""
+    out: list[Message] = []
+    for msg in messages:
+        if msg.role == "user" and msg.kind in ("chat", "scheduled") and not msg.tool_results:
+            label = "scheduled message" if msg.kind == "scheduled" else "sent"
+            when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+            msg = Message("user", [{"type": "text", "text": f"[{label} {when}]"}, *msg.content],
+                          msg.time, msg.sender, msg.msg_id, msg.kind)
+        out.append(msg)
+    if summary:
+        head = {"type": "text", "text": SUMMARY_HEADER + summary}
+        if out and out[0].role == "user" and not out[0].tool_results:
+            first = out[0]
+            out[0] = Message("user", [head, *first.content], first.time, first.sender, first.msg_id, first.kind)
+        else:
+            out.insert(0, Message("user", [head]))
+    return out
+
+
+def estimate(msg: Message) -> int:
+    """Rough token count (4 characters a token), without any tokenizer download."""
+    chars = 0
+    for block in msg.content:
+        kind = block.get("type")
+        if kind == "text":
+            chars += len(block.get("text", ""))
+        elif kind == "image":
+            chars += IMAGE_TOKENS * 4
+        elif kind == "tool_use":
+            chars += len(block.get("name", "")) + len(json.dumps(block.get("input", {}), ensure_ascii=False))
+        elif kind == "tool_result":
+            chars += len(str(block.get("content", "")))
+    return chars // 4 + 4
+
+
+def estimate_fixed(system: str, tools: list[ToolSpec]) -> int:
+    return (len(system) + sum(len(t.description) + len(json.dumps(t.parameters)) for t in tools)) // 4
+
+
+class TokenCounter:
+    """Running token estimate per session; adds only messages appended since the last call."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int, int]] = {}  # key -> (upto, counted, tokens)
+
+    def active_tokens(self, key: str, messages: list[Message], upto: int) -> int:
+        prev_upto, counted, tokens = self._seen.get(key, (upto, upto, 0))
+        if prev_upto != upto or counted > len(messages):
+            counted, tokens = upto, 0
+        tokens += sum(estimate(m) for m in messages[counted:])
+        self._seen[key] = (upto, len(messages), tokens)
+        return tokens
+
+
+def cut_point(messages: list[Message], upto: int, keep_tokens: int) -> int:
+    """Where to cut so the newest ~keep_tokens stay: always at a plain user message, never mid tool loop."""
+    starts = [i for i in range(upto + 1, len(messages))
+              if messages[i].role == "user" and not messages[i].tool_results]
+    if not starts:
+        return upto
+    kept = 0
+    best = starts[-1]
+    for i in range(len(messages) - 1, upto, -1):
+        kept += estimate(messages[i])
+        if kept > keep_tokens:
+            break
+        if i in starts:
+            best = i
+    return best
+
+
+def transcript(messages: list[Message], limit_chars: int) -> str:
+    """Plain-text transcript for the summariser; long tool output is shortened, newest text kept."""
+    lines = []
+    for msg in messages:
+        for block in msg.content:
+            kind = block.get("type")
+            if kind == "text" and block.get("text"):
+                lines.append(f"{msg.role.title()}: {block['text']}")
+            elif kind == "tool_use":
+                args = json.dumps(block.get("input", {}), ensure_ascii=False)[:300]
+                lines.append(f"Assistant called {block.get('name')}({args})")
+            elif kind == "tool_result":
+                lines.append(f"Tool result: {str(block.get('content', ''))[:500]}")
+    text = "\n".join(lines)
+    return text if len(text) <= limit_chars else "[...]\n" + text[-limit_chars:]

@@ -1,0 +1,199 @@
+"""The agent service: consumes the bus, runs one turn per message, publishes replies.
+
+Sessions run concurrently, each session's messages strictly in order, at most
+``agent.max_concurrent_turns`` turns at once. Every user turn ends with exactly one ``reply`` or
+``error`` outbound; progress (streamed text, tool lines, notices) travels separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.bus import Inbound, MessageBus, Outbound, OutKind
+from agent.compaction import Compactor
+from agent.config import AgentConfig
+from agent.context import SystemPrompt, render
+from agent.errors import ContextOverflow, ReverieError
+from agent.logs import MASK
+from agent.loop import Model, run_turn
+from agent.tools.registry import ToolContext, ToolRegistry
+from agent.types import Message, Request, ToolCall
+from agent.usage import UsageLog
+from sessions import Session, SessionStore
+
+logger = logging.getLogger(__name__)
+HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk), /usage shows today's "
+        "token use and cost, /stop cancels the running answer, /help shows this.")
+
+
+@dataclass
+class Turn:
+    msg: Inbound
+    session: Session
+    turn_id: str
+
+
+class AgentService:
+    def __init__(self, bus: MessageBus, sessions: SessionStore, tools: ToolRegistry, tool_ctx: ToolContext,
+                 prompt: SystemPrompt, models: Callable[[Inbound], Model], usage: UsageLog,
+                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192) -> None:
+        self.bus, self.sessions, self.tools, self.tool_ctx = bus, sessions, tools, tool_ctx
+        self.prompt, self.models, self.usage, self.agent = prompt, models, usage, agent
+        self.compactor, self.max_tokens = compactor, max_tokens
+        self._queues: dict[str, asyncio.Queue[Inbound]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[str]] = {}
+        self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
+
+    async def run(self) -> None:
+        """Consume the bus until cancelled."""
+        while True:
+            self.dispatch(await self.bus.inbound.get())
+
+    def dispatch(self, msg: Inbound) -> None:
+        if msg.text.strip().lower() == "/stop":
+            self.cancel(msg.session_key)
+            return
+        queue = self._queues.get(msg.session_key)
+        if queue is None:
+            queue = self._queues[msg.session_key] = asyncio.Queue()
+            worker = asyncio.create_task(self._worker(msg.session_key, queue), name=f"session {msg.session_key}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        queue.put_nowait(msg)
+
+    def cancel(self, key: str) -> bool:
+        task = self._running.get(key)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 (a deadline for the whole drain)
+        """Let queued and running turns finish (up to ``timeout`` seconds), then cancel the rest."""
+        if self._workers:
+            _done, pending = await asyncio.wait(set(self._workers), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _worker(self, key: str, queue: asyncio.Queue[Inbound]) -> None:
+        while True:
+            try:
+                msg = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                del self._queues[key]
+                return
+            async with self._slots:
+                try:
+                    await self.handle(msg)
+                except Exception:  # supervision boundary: one bad turn must not stop the session's queue
+                    logger.exception("turn for %s failed outside the usual error paths", key)
+
+    async def handle(self, msg: Inbound) -> None:
+        turn = Turn(msg, self.sessions.get(msg.session_key), uuid.uuid4().hex[:12])
+        if msg.text.startswith("/") and await self._command(turn):
+            return
+        for notice in turn.session.notices:
+            await self._publish(turn, notice, "notice")
+        turn.session.notices.clear()
+        kind = "scheduled" if msg.scheduled else "chat"
+        turn.session.append(Message.user_text(msg.text, sender=msg.sender_id, msg_id=msg.message_id,
+                                              time=msg.time, kind=kind))
+        task = asyncio.create_task(self._turn(turn), name=f"turn {turn.turn_id}")
+        self._running[msg.session_key] = task
+        try:
+            await self._publish(turn, await task, "reply")
+        except asyncio.CancelledError:
+            turn.session.repair_tail("The user stopped this before it finished.")
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the service itself is stopping
+            await self._publish(turn, "Stopped.", "error")
+        except ReverieError as exc:
+            turn.session.repair_tail(f"The turn failed: {exc}")
+            await self._publish(turn, str(exc), "error")
+        except Exception:
+            incident = uuid.uuid4().hex[:8]
+            logger.exception("incident %s: turn %s in %s failed", incident, turn.turn_id, msg.session_key)
+            turn.session.repair_tail("The turn failed with an internal error.")
+            await self._publish(turn, f"Sorry, something went wrong on my side (incident {incident}; the "
+                                      "owner can find it in the log).", "error")
+        finally:
+            self._running.pop(msg.session_key, None)
+
+    async def _turn(self, turn: Turn) -> str:
+        model = self.models(turn.msg)
+        async with asyncio.timeout(self.agent.turn_timeout):
+            await self._compact(turn, model, force=False)
+            try:
+                return await self._run(turn, model)
+            except ContextOverflow:
+                turn.session.repair_tail("The request was too long for the model.")
+                if not await self._compact(turn, model, force=True):
+                    raise
+                return await self._run(turn, model)
+
+    async def _run(self, turn: Turn, model: Model) -> str:
+        session = turn.session
+
+        def build() -> Request:
+            return Request(self.prompt.system(), render(session.active(), session.summary),
+                           self.tools.specs(), self.max_tokens)
+
+        async def on_text(text: str) -> None:
+            await self._publish(turn, text, "delta")
+
+        async def on_tool(call: ToolCall) -> None:
+            await self._publish(turn, describe_call(call), "tool")
+
+        ctx = ToolContext(self.tool_ctx.workspace, self.tool_ctx.config, self.tool_ctx.protected, session.key)
+        result = await run_turn(model, self.tools, ctx, session, build, max_steps=self.agent.max_steps,
+                                on_text=on_text, on_tool=on_tool)
+        return result.text
+
+    async def _compact(self, turn: Turn, model: Model, *, force: bool) -> bool:
+        if not force and not self.compactor.needed(turn.session, self.prompt.system(), self.tools.specs()):
+            return False
+        notice = await self.compactor.compact(turn.session, model)
+        if notice:
+            await self._publish(turn, notice, "notice")
+        return notice is not None
+
+    async def _command(self, turn: Turn) -> bool:
+        word = turn.msg.text.strip().split()[0].lower()
+        if word == "/new":
+            self.sessions.reset(turn.msg.session_key)
+            text = "Started a new conversation. The previous one is kept on disk."
+        elif word == "/help":
+            text = HELP
+        elif word == "/usage":
+            text = usage_text(self.usage)
+        else:
+            return False
+        await self._publish(turn, text, "reply")
+        return True
+
+    async def _publish(self, turn: Turn, text: str, kind: OutKind) -> None:
+        msg = turn.msg
+        await self.bus.publish_outbound(Outbound(msg.channel, msg.chat_id, MASK(text) if kind != "delta" else text,
+                                                 kind, msg.thread_id, msg.message_id, turn.turn_id))
+
+
+def describe_call(call: ToolCall) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in call.arguments.items())
+    return f"{call.name}({args[:120] + '…' if len(args) > 120 else args})"
+
+
+def usage_text(usage: UsageLog) -> str:
+    today = usage.today()
+    u = today.usage
+    cost = f"about ${today.cost:.4f}" + (" (some models have no known price)" if today.unpriced else "")
+    day = datetime.now().strftime("%Y-%m-%d")
+    return (f"Today ({day}): {today.calls} model calls, {u.input:,} input + {u.output:,} output tokens, "
+            f"{u.cache_read:,} read from cache, {u.cache_write:,} written to cache; {cost}.")

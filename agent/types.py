@@ -1,0 +1,134 @@
+"""Provider-neutral conversation types.
+
+A message's ``content`` is a list of blocks in one canonical shape (the Anthropic one, since it is
+the richest); providers translate at their edge:
+
+    {"type": "text", "text": "..."}
+    {"type": "image", "media_type": "image/png", "data": "<base64>"}
+    {"type": "tool_use", "id": "...", "name": "...", "input": {...}}
+    {"type": "tool_result", "tool_use_id": "...", "content": "...", "is_error": false}
+
+Tool results travel in ``user`` messages, right after the assistant message that asked for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Block = dict[str, Any]
+Role = Literal["user", "assistant"]
+StopReason = Literal["end", "tool_use", "max_tokens", "refusal", "pause", "context_exceeded"]
+
+
+@dataclass
+class Message:
+    """One line of a session: who said what, when, and from where."""
+
+    role: Role
+    content: list[Block]
+    time: float = field(default_factory=time.time)
+    sender: str | None = None
+    msg_id: str | None = None
+    kind: str = "chat"  # chat | scheduled | notice | repair
+
+    @classmethod
+    def user_text(cls, text: str, **kw: Any) -> Message:
+        return cls("user", [{"type": "text", "text": text}], **kw)
+
+    @property
+    def text(self) -> str:
+        return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_uses(self) -> list[Block]:
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+    @property
+    def tool_results(self) -> list[Block]:
+        return [b for b in self.content if b.get("type") == "tool_result"]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": "message", "role": self.role, "content": self.content,
+                                "time": round(self.time, 3)}
+        for key in ("sender", "msg_id"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.kind != "chat":
+            data["kind"] = self.kind
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Message:
+        role, content = data["role"], data["content"]
+        if role not in ("user", "assistant") or not isinstance(content, list):
+            raise ValueError("message needs role user|assistant and a list of content blocks")
+        if not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content):
+            raise ValueError("every content block needs a string 'type'")
+        return cls(role, content, float(data.get("time", 0.0)), data.get("sender"),
+                   data.get("msg_id"), str(data.get("kind", "chat")))
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    error: str | None = None  # set when the model's arguments were not valid JSON
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of an object
+
+
+@dataclass
+class Usage:
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input + other.input, self.output + other.output,
+                     self.cache_read + other.cache_read, self.cache_write + other.cache_write)
+
+
+@dataclass
+class Request:
+    """What the loop asks of a provider. ``system`` and ``tools`` stay byte-identical between turns."""
+
+    system: str
+    messages: list[Message]
+    tools: list[ToolSpec]
+    max_tokens: int = 4096
+
+
+@dataclass
+class Completion:
+    text: str
+    tool_calls: list[ToolCall]
+    stop: StopReason
+    usage: Usage
+    model: str
+    content: list[Block]  # the assistant message as it should be stored and sent back
+
+
+TextSink = Callable[[str], Awaitable[None]]
+
+
+class Provider(Protocol):
+    """A model endpoint. ``on_text`` receives answer text as it streams."""
+
+    name: str
+    model: str
+
+    async def complete(self, request: Request, on_text: TextSink | None = None) -> Completion: ...

@@ -1,0 +1,153 @@
+"""Token usage, cost estimates and the daily budget, kept in ``<workspace>/usage.jsonl``.
+
+    log = UsageLog(workspace / "usage.jsonl", config.llm)
+    log.check_budget()                  # raises BudgetExceeded before a call that must not be made
+    log.record("claude-sonnet-4-6", "anthropic", usage, session="telegram:42")
+
+Other processes (``reverie chat`` next to a running daemon) append to the same file; the log reads only
+the bytes added since it last looked, so checking the budget stays cheap however long the file grows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.config import LLMConfig, Price
+from agent.errors import BudgetExceeded
+from agent.types import Usage
+
+logger = logging.getLogger(__name__)
+
+# USD per million tokens (input, output); estimates, overridable with llm.prices. Longest prefix wins.
+PRICES: dict[str, tuple[float, float]] = {
+    "claude-opus-4-0": (15, 75), "claude-opus-4-1": (15, 75), "claude-opus-4": (5, 25),
+    "claude-sonnet-4": (3, 15), "claude-3-7-sonnet": (3, 15), "claude-haiku-4": (1, 5),
+    "claude-3-5-haiku": (0.8, 4), "gpt-4.1-nano": (0.1, 0.4), "gpt-4.1-mini": (0.4, 1.6), "gpt-4.1": (2, 8),
+    "gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10), "gpt-5-nano": (0.05, 0.4), "gpt-5-mini": (0.25, 2),
+    "gpt-5": (1.25, 10), "o4-mini": (1.1, 4.4), "deepseek-chat": (0.28, 0.42), "deepseek-reasoner": (0.28, 0.42),
+}
+
+
+def price_for(model: str, overrides: dict[str, Price]) -> Price | None:
+    if model in overrides:
+        return overrides[model]
+    base = model.rsplit("/", 1)[-1]  # "anthropic/claude-sonnet-4.6" on OpenRouter
+    for prefix in sorted(PRICES, key=len, reverse=True):
+        if base.startswith(prefix):
+            inp, out = PRICES[prefix]
+            cached = 0.1 if base.startswith(("claude", "deepseek")) else 0.25
+            write = 1.25 if base.startswith("claude") else 1.0
+            return Price(input=inp, output=out, cache_read=inp * cached, cache_write=inp * write)
+    return None
+
+
+def cost_of(usage: Usage, price: Price | None) -> float | None:
+    if price is None:
+        return None
+    read = price.input if price.cache_read is None else price.cache_read
+    write = price.input if price.cache_write is None else price.cache_write
+    return (usage.input * price.input + usage.output * price.output + usage.cache_read * read
+            + usage.cache_write * write) / 1_000_000
+
+
+@dataclass
+class Totals:
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    calls: int = 0
+    unpriced: bool = False
+
+
+class UsageLog:
+    def __init__(self, path: Path, llm: LLMConfig) -> None:
+        self.path = path
+        self.llm = llm
+        self._offset = 0
+        self._day = ""
+        self._today = Totals()
+
+    def record(self, model: str, provider: str, usage: Usage, session: str = "") -> float | None:
+        cost = cost_of(usage, price_for(model, self.llm.prices))
+        line = {"time": round(time.time(), 3), "model": model, "provider": provider, "input": usage.input,
+                "output": usage.output, "cache_read": usage.cache_read, "cache_write": usage.cache_write,
+                "cost_usd": None if cost is None else round(cost, 6), "session": session}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        return cost
+
+    def today(self) -> Totals:
+        self._refresh()
+        return self._today
+
+    def check_budget(self) -> None:
+        usd, tokens = self.llm.daily_budget_usd, self.llm.daily_token_budget
+        if usd is None and tokens is None:
+            return
+        spent = self.today()
+        if usd is not None and spent.cost >= usd:
+            raise BudgetExceeded(f"Today's budget of ${usd:.2f} is spent (${spent.cost:.2f} so far), so no "
+                                 "model call was made. Raise llm.daily_budget_usd or wait until tomorrow.")
+        if tokens is not None and spent.usage.total >= tokens:
+            raise BudgetExceeded(f"Today's budget of {tokens:,} tokens is spent ({spent.usage.total:,} so far), "
+                                 "so no model call was made. Raise llm.daily_token_budget or wait until tomorrow.")
+
+    def _refresh(self) -> None:
+        day = datetime.now().strftime("%Y-%m-%d")
+        if day != self._day:
+            self._day, self._today, self._offset = day, Totals(), 0
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for row in _rows(complete):
+            if datetime.fromtimestamp(row["time"]).strftime("%Y-%m-%d") == day:
+                _add(self._today, row)
+
+    def summary(self, since: float) -> dict[str, Totals]:
+        """Totals per model for records at or after ``since`` (a unix time); reads the whole file."""
+        out: dict[str, Totals] = defaultdict(Totals)
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        for row in _rows(data):
+            if row["time"] >= since:
+                _add(out[str(row.get("model", "?"))], row)
+        return dict(out)
+
+
+def _rows(data: bytes) -> list[dict[str, Any]]:
+    rows = []
+    for line in data.splitlines():
+        try:
+            row = json.loads(line)
+            float(row["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _add(totals: Totals, row: dict[str, Any]) -> None:
+    totals.usage = totals.usage + Usage(int(row.get("input", 0)), int(row.get("output", 0)),
+                                        int(row.get("cache_read", 0)), int(row.get("cache_write", 0)))
+    totals.calls += 1
+    if row.get("cost_usd") is None:
+        totals.unpriced = True
+    else:
+        totals.cost += float(row["cost_usd"])
