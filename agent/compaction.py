@@ -26,13 +26,17 @@ class Compactor:
     context_tokens: int
     counter: TokenCounter
 
+    def history_budget(self, system: str, tools: list[ToolSpec]) -> int:
+        """Tokens left for the conversation once the system prompt and tool schemas are counted."""
+        return max(self.context_tokens - estimate_fixed(system, tools), self.context_tokens // 4)
+
     def needed(self, session: Session, system: str, tools: list[ToolSpec]) -> bool:
         used = self.counter.active_tokens(session.key, session.messages, session.upto)
-        return used + estimate_fixed(system, tools) > self.context_tokens
+        return used > self.history_budget(system, tools)
 
-    async def compact(self, session: Session, model: Model) -> str | None:
+    async def compact(self, session: Session, model: Model, budget: int) -> str | None:
         """Summarise the oldest turns; returns the notice for the user, or None if nothing could be cut."""
-        cut = cut_point(session.messages, session.upto, int(self.context_tokens * KEEP_SHARE))
+        cut = cut_point(session.messages, session.upto, int(budget * KEEP_SHARE))
         if cut <= session.upto:
             return None
         old = session.messages[session.upto:cut]

@@ -158,9 +158,10 @@ class AgentService:
         return result.text
 
     async def _compact(self, turn: Turn, model: Model, *, force: bool) -> bool:
-        if not force and not self.compactor.needed(turn.session, self.prompt.system(), self.tools.specs()):
+        system, tools = self.prompt.system(), self.tools.specs()
+        if not force and not self.compactor.needed(turn.session, system, tools):
             return False
-        notice = await self.compactor.compact(turn.session, model)
+        notice = await self.compactor.compact(turn.session, model, self.compactor.history_budget(system, tools))
         if notice:
             await self._publish(turn, notice, "notice")
         return notice is not None

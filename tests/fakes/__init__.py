@@ -1,0 +1,1 @@
+"""Loopback stand-ins for external services used by tests and benchmarks."""

@@ -1,0 +1,146 @@
+"""End to end: the ``reverie`` command as a subprocess, against the stand-in LLM on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fakes.llm import Fail, FakeLLM, Turn
+
+SECRET = "sk-ant-e2e-SECRET-0123456789abcdef"
+
+
+def reverie_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "reverie"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANTHROPIC_", "OPENAI_", "REVERIE_")) and not k.endswith("_API_KEY")}
+    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
+    return env
+
+
+def write_config(tmp_path: Path, fake: FakeLLM, api: str = "anthropic", **llm: object) -> Path:
+    if api == "anthropic":
+        base = {"provider": "anthropic", "model": "claude-test", "api_key": SECRET, "base_url": fake.url}
+    else:
+        base = {"provider": "openai_compatible", "model": "gpt-test", "api_key": "none", "base_url": fake.openai_url}
+    base.update({"max_retries": 0, **llm})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws"), "llm": base,
+                                    "logging": {"level": "DEBUG"}}))
+    return path
+
+
+async def run(args: list[str], env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*reverie_cmd(), *args, env=env, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_one_shot_anthropic_with_a_tool_call(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(tool_calls=[("write_file", {"path": "hello.txt", "content": "hi"})]),
+                    Turn(text="I wrote hello.txt."))
+    config = write_config(tmp_path, fake_llm)
+    code, out, err = await run(["chat", "--config", str(config), "-m", "write hello"], base_env(tmp_path))
+    assert (code, out) == (0, "I wrote hello.txt.\n"), err
+    assert (tmp_path / "ws" / "hello.txt").read_text() == "hi"
+    assert fake_llm.requests[0].headers.get("authorization") == f"Bearer {SECRET}"
+
+
+async def test_one_shot_openai_compatible_with_a_tool_call(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "data.txt").write_text("the answer is 42\n")
+    fake_llm.script(Turn(tool_calls=[("read_file", {"path": "data.txt"})]), Turn(text="It says 42."))
+    config = write_config(tmp_path, fake_llm, api="openai")
+    code, out, err = await run(["chat", "--config", str(config), "-m", "read it"], base_env(tmp_path))
+    assert (code, out) == (0, "It says 42.\n"), err
+    tool_message = next(m for m in fake_llm.requests[1].body["messages"] if m["role"] == "tool")
+    assert "the answer is 42" in tool_message["content"]
+
+
+async def test_the_conversation_continues_across_runs(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = write_config(tmp_path, fake_llm)
+    env = base_env(tmp_path)
+    await run(["chat", "--config", str(config), "-m", "my name is Ada"], env)
+    await run(["chat", "--config", str(config), "-m", "what is my name?"], env)
+    assert "my name is Ada" in str(fake_llm.requests[1].body["messages"])
+    await run(["chat", "--config", str(config), "--session", "other", "-m", "hi"], env)
+    assert "Ada" not in str(fake_llm.requests[2].body["messages"])
+
+
+async def test_message_from_stdin(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = write_config(tmp_path, fake_llm)
+    code, out, _ = await run(["chat", "--config", str(config), "-m", "-"], base_env(tmp_path), b"piped question")
+    assert code == 0 and out == "ok\n"
+    assert "piped question" in str(fake_llm.requests[0].body["messages"])
+
+
+async def test_environment_alone_is_enough(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    env = base_env(tmp_path) | {"ANTHROPIC_API_KEY": SECRET, "ANTHROPIC_BASE_URL": fake_llm.url}
+    code, out, err = await run(["chat", "-m", "hi"], env)
+    assert (code, out) == (0, "ok\n"), err
+    assert fake_llm.requests[0].body["model"] == "claude-sonnet-4-6"
+    assert (tmp_path / ".reverie" / "sessions").is_dir()
+
+
+async def test_no_config_and_no_key_explains_and_exits_2(tmp_path: Path) -> None:
+    code, out, err = await run(["chat", "-m", "hi"], base_env(tmp_path))
+    assert code == 2 and out == ""
+    assert "ANTHROPIC_API_KEY" in err and "reverie init" in err
+    assert "Traceback" not in err and len(err.splitlines()) <= 6
+
+
+async def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llm:\n  provider: anthropic\n  max_tokns: 5\n")
+    code, _, err = await run(["chat", "--config", str(config), "-m", "hi"], base_env(tmp_path))
+    assert code == 2 and "llm.max_tokns: unknown key. Did you mean 'max_tokens'?" in err
+    assert "Traceback" not in err
+
+
+async def test_model_failure_exits_1_with_a_clear_message_and_no_secret(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Fail(401, "authentication_error", f"invalid x-api-key {SECRET}"))
+    config = write_config(tmp_path, fake_llm)
+    code, out, err = await run(["chat", "--config", str(config), "-m", "hi"], base_env(tmp_path))
+    assert code == 1 and "rejected the API key" in err
+    written = [p.read_bytes() for p in (tmp_path / "ws").rglob("*") if p.is_file()]
+    assert written and not any(SECRET.encode() in data for data in written)
+    assert SECRET not in out + err
+
+
+async def test_init_writes_once_and_never_overwrites(tmp_path: Path) -> None:
+    config = tmp_path / "new" / "config.yaml"
+    env = base_env(tmp_path)
+    code, out, _ = await run(["init", "--config", str(config), "--provider", "openai", "--yes"], env)
+    assert code == 0 and "Wrote" in out
+    data = yaml.safe_load(config.read_text())
+    assert data["llm"] == {"provider": "openai", "model": "gpt-4.1", "api_key": "${OPENAI_API_KEY}"}
+    assert config.stat().st_mode & 0o777 == 0o600
+    code, _, err = await run(["init", "--config", str(config), "--yes"], env)
+    assert code == 1 and "not overwriting" in err
+
+
+async def test_help_and_usage(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    code, out, _ = await run(["--help"], base_env(tmp_path))
+    assert code == 0 and "chat" in out and "init" in out
+    config = write_config(tmp_path, fake_llm)
+    await run(["chat", "--config", str(config), "-m", "hi"], base_env(tmp_path))
+    code, out, _ = await run(["usage", "--config", str(config)], base_env(tmp_path))
+    assert code == 0 and "claude-test: 1 calls, 10 in, 5 out" in out
+
+
+async def test_interactive_chat_over_a_pipe(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(text="first answer"), Turn(text="second answer"))
+    config = write_config(tmp_path, fake_llm)
+    code, out, err = await run(["chat", "--config", str(config)], base_env(tmp_path), b"hello\n/help\nagain\n/exit\n")
+    assert code == 0, err
+    assert out.splitlines()[0] == "first answer" and "second answer" in out and "/new" in out
