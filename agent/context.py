@@ -62,14 +62,7 @@ def _mtime(path: Path) -> float | None:
 
 def render(messages: list[Message], summary: str | None) -> list[Message]:
     """The history as sent: time lines on user text, the compaction summary in front."""
-    out: list[Message] = []
-    for msg in messages:
-        if msg.role == "user" and msg.kind in ("chat", "scheduled") and not msg.tool_results:
-            label = "scheduled message" if msg.kind == "scheduled" else "sent"
-            when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-            msg = Message("user", [{"type": "text", "text": f"[{label} {when}]"}, *msg.content],
-                          msg.time, msg.sender, msg.msg_id, msg.kind)
-        out.append(msg)
+    out = [_rendered(msg) for msg in messages]
     if summary:
         head = {"type": "text", "text": SUMMARY_HEADER + summary}
         if out and out[0].role == "user" and not out[0].tool_results:
@@ -78,6 +71,18 @@ def render(messages: list[Message], summary: str | None) -> list[Message]:
         else:
             out.insert(0, Message("user", [head]))
     return out
+
+
+def _rendered(msg: Message) -> Message:
+    if msg.role != "user" or msg.kind not in ("chat", "scheduled") or msg.tool_results:
+        return msg
+    cached: Message | None = msg.cache.get("rendered")
+    if cached is None:
+        label = "scheduled message" if msg.kind == "scheduled" else "sent"
+        when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+        cached = msg.cache["rendered"] = Message("user", [{"type": "text", "text": f"[{label} {when}]"},
+                                                           *msg.content], msg.time, msg.sender, msg.msg_id, msg.kind)
+    return cached
 
 
 def estimate(msg: Message) -> int:

@@ -33,6 +33,8 @@ class Message:
     sender: str | None = None
     msg_id: str | None = None
     kind: str = "chat"  # chat | scheduled | notice | repair
+    # Derived forms (rendered text, provider wire format), computed once: messages never change once stored.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def user_text(cls, text: str, **kw: Any) -> Message:

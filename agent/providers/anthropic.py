@@ -91,11 +91,14 @@ def to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages in the API's shape: same-role runs merged, empty text dropped, cache marks placed."""
     wire: list[dict[str, Any]] = []
     for msg in messages:
-        blocks = [_block(b) for b in msg.content if not (b.get("type") == "text" and not b.get("text"))]
+        blocks = msg.cache.get("anthropic")
+        if blocks is None:
+            blocks = msg.cache["anthropic"] = [_block(b) for b in msg.content
+                                               if not (b.get("type") == "text" and not b.get("text"))]
         if wire and wire[-1]["role"] == msg.role:
             wire[-1]["content"].extend(blocks)
         else:
-            wire.append({"role": msg.role, "content": blocks})
+            wire.append({"role": msg.role, "content": list(blocks)})
     for item in wire:
         if not item["content"]:
             item["content"] = [{"type": "text", "text": "(empty)"}]

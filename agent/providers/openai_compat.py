@@ -161,17 +161,24 @@ def to_wire(system: str, messages: list[Message]) -> list[dict[str, Any]]:
     """Chat Completions messages: system first, tool results as ``tool`` messages, runs merged."""
     wire: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for msg in messages:
-        if msg.role == "assistant":
-            _append(wire, _assistant(msg))
-            continue
-        for result in msg.tool_results:
-            content = str(result.get("content", ""))
-            wire.append({"role": "tool", "tool_call_id": result["tool_use_id"],
-                         "content": f"Error: {content}" if result.get("is_error") else content})
-        user = _user(msg)
-        if user is not None:
-            _append(wire, user)
+        items = msg.cache.get("openai")
+        if items is None:
+            items = msg.cache["openai"] = _items(msg)
+        for item in items:
+            _append(wire, dict(item))
     return wire
+
+
+def _items(msg: Message) -> list[dict[str, Any]]:
+    if msg.role == "assistant":
+        return [_assistant(msg)]
+    items = []
+    for result in msg.tool_results:
+        content = str(result.get("content", ""))
+        items.append({"role": "tool", "tool_call_id": result["tool_use_id"],
+                      "content": f"Error: {content}" if result.get("is_error") else content})
+    user = _user(msg)
+    return [*items, user] if user is not None else items
 
 
 def _assistant(msg: Message) -> dict[str, Any]:
@@ -195,7 +202,7 @@ def _user(msg: Message) -> dict[str, Any] | None:
 
 def _append(wire: list[dict[str, Any]], item: dict[str, Any]) -> None:
     prev = wire[-1] if len(wire) > 1 else None
-    mergeable = prev is not None and prev["role"] == item["role"] and not prev.get("tool_calls")
+    mergeable = prev is not None and prev["role"] == item["role"] != "tool" and not prev.get("tool_calls")
     if mergeable and isinstance(prev["content"], str) and isinstance(item["content"], str):  # type: ignore[index]
         prev["content"] = f"{prev['content']}\n\n{item['content']}"  # type: ignore[index]
         if item.get("tool_calls"):

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import time
 
 from agent.config import ExecConfig
@@ -100,34 +101,23 @@ async def exec_command(ctx: ToolContext, command: str, timeout: float | None = N
 async def _run(ctx: ToolContext, command: str, limit: float, max_chars: int) -> tuple[int | None, str, float]:
     """Exit code (None on timeout), capped output and elapsed seconds."""
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", command, cwd=ctx.workspace, env=child_env(ctx.config.exec),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    transport, collector = await asyncio.get_running_loop().subprocess_exec(
+        lambda: _Collector(max_chars), "/bin/sh", "-c", command, cwd=ctx.workspace,
+        env=child_env(ctx.config.exec), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so one killpg reaches every child
     )
-    assert proc.stdout is not None
-    reader = asyncio.create_task(_read_capped(proc.stdout, max_chars))
-    code: int | None = None
+    pid = transport.get_pid()
     try:
-        code = await asyncio.wait_for(proc.wait(), limit)
-    except TimeoutError:
-        pass
-    except BaseException:  # cancelled: the reader must not outlive us
-        reader.cancel()
-        raise
-    finally:
-        # Also on success and on cancellation: leftover background children would otherwise
-        # outlive the turn and keep the output pipe open.
-        _kill_group(proc.pid)
-        if code is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    try:
-        output = await asyncio.wait_for(reader, 2.0)
-    except TimeoutError:  # a grandchild left the group and still holds the pipe
-        output = "[output unavailable: a background process kept the pipe open]"
-    return code, output, time.monotonic() - started
+        done, _ = await asyncio.wait({collector.exited}, timeout=limit)
+        # Leftover background children would outlive the turn and keep the output pipe open.
+        _kill_group(pid)
+        await asyncio.wait({collector.closed}, timeout=2.0)
+        code = transport.get_returncode() if done else None
+        return code, collector.text(), time.monotonic() - started
+    finally:  # also on cancellation
+        _kill_group(pid)
+        transport.close()
 
 
 def _kill_group(pgid: int) -> None:
@@ -135,19 +125,40 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _read_capped(stream: asyncio.StreamReader, max_chars: int) -> str:
-    """Everything the command printed, keeping the head and the tail when it is too long."""
-    half = max_chars // 2
-    head, tail, total = bytearray(), bytearray(), 0
-    while chunk := await stream.read(65536):
-        total += len(chunk)
-        room = half - len(head)
+class _Collector(asyncio.SubprocessProtocol):
+    """Keeps the head and tail of the output; says when the process exits and when its pipe closes.
+
+    ``Process.wait()`` would also wait for the pipe, which a background child can hold open.
+    """
+
+    def __init__(self, max_chars: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.half = max_chars // 2
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        self.total += len(chunk)
+        room = self.half - len(self.head)
         if room > 0:
-            head += chunk[:room]
+            self.head += chunk[:room]
             chunk = chunk[room:]
-        tail += chunk
-        del tail[:-half]
-    text = head.decode("utf-8", errors="replace")
-    if total > len(head) + len(tail):
-        text += f"\n[... {total - len(head) - len(tail)} bytes of output cut ...]\n"
-    return (text + tail.decode("utf-8", errors="replace")).rstrip("\n")
+        self.tail += chunk
+        del self.tail[:-self.half]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def text(self) -> str:
+        text = self.head.decode("utf-8", errors="replace")
+        cut = self.total - len(self.head) - len(self.tail)
+        if cut > 0:
+            text += f"\n[... {cut} bytes of output cut ...]\n"
+        return (text + self.tail.decode("utf-8", errors="replace")).rstrip("\n")

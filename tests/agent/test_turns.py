@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,24 +12,8 @@ import pytest
 
 from agent.context import SUMMARY_HEADER
 from tests.fakes.llm import Delay, Fail, FakeLLM, StreamError, Turn
+from tests.fakes.prefix import is_prefix_extension
 from tests.fakes.runtime import Chat, runtime_for
-
-
-def strip_cache(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: strip_cache(v) for k, v in value.items() if k != "cache_control"}
-    if isinstance(value, list):
-        return [strip_cache(v) for v in value]
-    return value
-
-
-def is_prefix_extension(prev: dict[str, Any], nxt: dict[str, Any], api: str) -> bool:
-    a, b = strip_cache(prev), strip_cache(nxt)
-    if api == "anthropic" and (a["system"], a.get("tools")) != (b["system"], b.get("tools")):
-        return False
-    if api == "openai" and a.get("tools") != b.get("tools"):
-        return False
-    return b["messages"][: len(a["messages"])] == a["messages"]
 
 
 @pytest.mark.parametrize("api", ["anthropic", "openai"])
@@ -74,7 +59,7 @@ async def test_every_request_extends_the_previous_one(tmp_path: Path, fake_llm: 
             await chat.ask(text)
     bodies = [r.body for r in fake_llm.requests]
     assert len(bodies) == 4
-    assert all(is_prefix_extension(p, n, api) for p, n in zip(bodies, bodies[1:], strict=False))
+    assert all(is_prefix_extension(p, n) for p, n in itertools.pairwise(bodies))
 
 
 async def test_anthropic_cache_breakpoints(tmp_path: Path, fake_llm: FakeLLM) -> None:

@@ -1,0 +1,1 @@
+"""Dream and the git-versioned MEMORY.md (see the memory issue)."""

@@ -1,0 +1,1 @@
+"""Markdown skills: the loader and the bundled skills (see the skills issue)."""
