@@ -112,7 +112,7 @@ async def _run(ctx: ToolContext, command: str, limit: float, max_chars: int) -> 
         done, _ = await asyncio.wait({collector.exited}, timeout=limit)
         # Leftover background children would outlive the turn and keep the output pipe open.
         _kill_group(pid)
-        await asyncio.wait({collector.closed}, timeout=2.0)
+        await asyncio.wait({collector.exited, collector.closed}, timeout=2.0)  # reaped, output drained
         code = transport.get_returncode() if done else None
         return code, collector.text(), time.monotonic() - started
     finally:  # also on cancellation
