@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agent.errors import ContextOverflow
 from agent.tools.registry import ToolContext, ToolRegistry
 from agent.types import Block, Completion, Message, Request, TextSink, ToolCall, Usage
 
@@ -51,6 +52,8 @@ async def run_turn(model: Model, tools: ToolRegistry, ctx: ToolContext, session:
     for step in range(1, max_steps + 1):
         completion = await model.complete(build(), on_text, session=session.key)
         usage = usage + completion.usage
+        if completion.stop == "context_exceeded":  # the caller compacts the session and tries again
+            raise ContextOverflow("The conversation no longer fits the model's context window.")
         session.append(Message("assistant", completion.content or [{"type": "text", "text": ""}]))
         if completion.text:
             texts.append(completion.text)

@@ -238,3 +238,53 @@ async def test_unreadable_session_is_set_aside_and_user_told(tmp_path: Path, fak
     assert reply.kind == "reply"
     assert any("could not be read" in n for n in chat.kinds("notice"))
     assert any(".corrupt-" in p.name for p in (runtime.workspace / "sessions").iterdir())
+
+
+@pytest.mark.parametrize(("stop", "expected"), [
+    ("refusal", "The model declined to answer this request."),
+    ("max_tokens", "Cut short\n\n(My answer was cut off at the output limit, llm.max_tokens.)"),
+])
+async def test_stop_reasons_are_explained(tmp_path: Path, fake_llm: FakeLLM, stop: str, expected: str) -> None:
+    fake_llm.script(Turn(text="" if stop == "refusal" else "Cut short", stop=stop))
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        reply = await Chat(runtime).ask("hi")
+    assert reply.text == expected
+
+
+async def test_pause_turn_is_continued(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(text="Searching...", stop="pause_turn"), Turn(text="Found it."))
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        reply = await Chat(runtime).ask("search")
+    assert reply.text == "Found it." and len(fake_llm.requests) == 2
+
+
+async def test_tool_call_cut_off_by_max_tokens_is_not_run(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(tool_calls=[("write_file", {"path": "x.txt", "content": "half"})], stop="max_tokens"),
+                    Turn(text="retrying later"))
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        await Chat(runtime).ask("write")
+    assert not (runtime.workspace / "x.txt").exists()
+    assert "cut off at the output token limit" in json.dumps(fake_llm.requests[1].body)
+
+
+async def test_context_window_overflow_compacts_and_retries(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    def respond(rec: Any) -> Any:
+        body = json.dumps(rec.body)
+        if "compress a conversation" in body:
+            return Turn(text="short summary")
+        if "short summary" not in body and "third" in body:
+            return Turn(stop="model_context_window_exceeded")
+        return Turn(text="fine")
+
+    fake_llm.responder = respond
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("first")
+        await chat.ask("second")
+        reply = await chat.ask("third")
+    assert reply.text == "fine"
+    assert "short summary" in json.dumps(fake_llm.requests[-1].body)
