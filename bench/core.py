@@ -21,7 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.types import Message  # noqa: E402
+from agent.context import render  # noqa: E402
+from agent.daemon import Runtime  # noqa: E402
+from agent.providers.anthropic import AnthropicProvider  # noqa: E402
+from agent.types import Message, Request  # noqa: E402
 from sessions import SessionStore  # noqa: E402
 from tests.fakes.llm import FakeLLM, Turn  # noqa: E402
 from tests.fakes.prefix import is_prefix_extension  # noqa: E402
@@ -103,13 +106,33 @@ async def turns(tmp: Path) -> list[Row]:
                 if i in range(6, 15) or i in range(196, 205):
                     at.setdefault(i < 100, []).append((time.perf_counter() - start) * 1000)
             ratio = statistics.median(at[False]) / statistics.median(at[True])
+            own = own_cost(runtime)
             long_bodies = [r.body for r in fake.requests if "in a long conversation" in str(r.body["messages"][0])]
             stable = sum(is_prefix_extension(a, b) for a, b in itertools.pairwise(long_bodies))
     return [("text turn, in process", f"{text:.1f} ms", "<= 10 ms"),
             ("one-tool turn, in process", f"{tool:.1f} ms", "<= 20 ms"),
             ("turn 200 / turn 10 of one session", f"{ratio:.2f}", "<= 1.3"),
+            ("  of which reverie's own request building, turn 10 -> turn 200", own, "(SDK + wire are the rest)"),
             ("requests that extend the previous one (200 turns)",
              f"{stable}/{len(long_bodies) - 1} = {100 * stable / (len(long_bodies) - 1):.0f}%", "100%")]
+
+
+def own_cost(runtime: Runtime) -> str:
+    """Time reverie itself spends turning the session into a request, at 20 and at 400 messages."""
+    session = runtime.sessions.get("test:long")
+    provider = runtime.default_model.providers[0]
+    assert isinstance(provider, AnthropicProvider)
+    system, tools = runtime.service.prompt.system(), runtime.service.tools.specs()
+    result = []
+    for count in (20, 400):
+        history = session.active()[-count - 1:]
+        samples = []
+        for _ in range(50):
+            start = time.perf_counter()
+            provider.params(Request(system, render(history, None), tools))
+            samples.append((time.perf_counter() - start) * 1000)
+        result.append(statistics.median(samples))
+    return f"{result[0]:.2f} ms -> {result[1]:.2f} ms"
 
 
 def session_io(tmp: Path) -> list[Row]:
