@@ -25,7 +25,7 @@ from agent.presets import ENV_DETECT_ORDER, PRESETS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HOW_TO_START = (
-    "reverie needs a model to talk to. Either:\n"
+    "No model is set up yet. Either:\n"
     "  - export ANTHROPIC_API_KEY=...   (or OPENAI_API_KEY, OPENROUTER_API_KEY, DEEPSEEK_API_KEY, ...)\n"
     "  - or run `reverie init` to write {path}\n"
     "Then run `reverie chat` again."

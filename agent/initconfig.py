@@ -36,7 +36,8 @@ def run_init(args: argparse.Namespace) -> int:
     if provider in ("openai_compatible", "vllm", "ollama"):
         base_url = args.base_url or (_ask("Base URL", base_url or "http://localhost:8000/v1") if ask else base_url)
         llm["base_url"] = base_url
-    llm["api_key"] = _key_entry(args, provider, ask)
+    if preset.needs_key or args.api_key_env:
+        llm["api_key"] = _key_entry(args, provider, ask)
     data: dict[str, object] = {"llm": llm}
     if args.workspace:
         data["workspace"] = args.workspace
@@ -49,7 +50,7 @@ def _key_entry(args: argparse.Namespace, provider: str, ask: bool) -> str:
     """A ``${VAR}`` reference when the key lives in the environment, else the key itself."""
     env_name = args.api_key_env or PRESETS[provider].key_env or "API_KEY"
     if args.api_key_env or os.environ.get(env_name) or not ask:
-        return f"${{{env_name}}}" if PRESETS[provider].needs_key else f"${{{env_name}:-none}}"
+        return f"${{{env_name}}}"
     key = getpass.getpass(f"API key (or leave empty to use ${env_name} from the environment): ").strip()
     return key or f"${{{env_name}}}"
 

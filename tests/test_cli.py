@@ -144,3 +144,13 @@ async def test_interactive_chat_over_a_pipe(tmp_path: Path, fake_llm: FakeLLM) -
     code, out, err = await run(["chat", "--config", str(config)], base_env(tmp_path), b"hello\n/help\nagain\n/exit\n")
     assert code == 0, err
     assert out.splitlines()[0] == "first answer" and "second answer" in out and "/new" in out
+
+
+async def test_init_for_a_local_server_needs_no_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    code, _, err = await run(["init", "--config", str(config), "--provider", "ollama", "--yes"], base_env(tmp_path))
+    assert code == 0, err
+    assert yaml.safe_load(config.read_text())["llm"] == {"provider": "ollama", "model": "llama3.2",
+                                                         "base_url": "http://localhost:11434/v1"}
+    code, out, err = await run(["config", "--config", str(config)], base_env(tmp_path))
+    assert code == 0 and "ollama / llama3.2 at http://localhost:11434/v1" in out, err
