@@ -288,3 +288,15 @@ async def test_context_window_overflow_compacts_and_retries(tmp_path: Path, fake
         reply = await chat.ask("third")
     assert reply.text == "fine"
     assert "short summary" in json.dumps(fake_llm.requests[-1].body)
+
+
+async def test_agents_md_joins_the_system_prompt_and_it_stays_identical(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm)
+    (runtime.workspace / "AGENTS.md").write_text("Always answer like a pirate.")
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("a")
+        await chat.ask("b")
+    systems = [r.body["system"][0]["text"] for r in fake_llm.requests]
+    assert "Always answer like a pirate." in systems[0] and systems[0] == systems[1]
+    assert "2026" not in systems[0]  # no timestamps in the system prompt
