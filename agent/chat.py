@@ -26,17 +26,12 @@ def run_chat(args: argparse.Namespace) -> int:
     from agent.logs import setup_logging
 
     config, path = load_from_args(args)
-    if args.model or args.provider:
-        llm = config.llm.model_copy(update={k: v for k, v in (("model", args.model), ("provider", args.provider)) if v})
-        if args.provider and not args.model:
-            llm = llm.model_copy(update={"model": None})
-        config = config.model_copy(update={"llm": llm})
     message = args.message
     if message == "-":
         message = sys.stdin.read()
     if message is not None and not message.strip():
         raise ConfigError("The message is empty. Pass text with -m \"...\" or pipe it in with -m -.")
-    runtime = build_runtime(config, path)
+    runtime = build_runtime(config, path, model=args.model, provider=args.provider)
     setup_logging(runtime.workspace, config.secrets(), level=config.logging.level,
                   max_bytes=config.logging.max_bytes, backups=config.logging.backups)
     return asyncio.run(_chat(runtime, args.session, message))

@@ -41,12 +41,14 @@ class Compactor:
             return None
         old = session.messages[session.upto:cut]
         summary = await self._summarise(session, old, model)
+        if summary is None:
+            return None  # nothing is cut without a summary to stand for it
         session.compact(summary, cut)
         logger.info("compacted %s: %d messages summarised", session.key, len(old))
         return (f"(To stay within the context budget, I summarised the {len(old)} oldest messages of this "
                 "conversation. The full text is still on disk.)")
 
-    async def _summarise(self, session: Session, old: list[Message], model: Model) -> str:
+    async def _summarise(self, session: Session, old: list[Message], model: Model) -> str | None:
         limit = self.context_tokens * 2  # characters: about half the budget, leaving room for the answer
         previous = f"Previous summary:\n{session.summary}\n\n" if session.summary else ""
         text = f"{previous}Conversation to summarise:\n{transcript(old, limit)}"
@@ -54,6 +56,6 @@ class Compactor:
         try:
             completion = await model.complete(request, None, session=session.key)
         except ReverieError as exc:
-            logger.warning("summary for %s failed, dropping old turns without one: %s", session.key, exc)
-            return (session.summary or "") + f"\n(Older messages were set aside without a summary: {exc})"
-        return completion.text.strip() or "(The summariser returned nothing.)"
+            logger.warning("summary for %s failed, so nothing was compacted: %s", session.key, exc)
+            return None
+        return completion.text.strip() or None

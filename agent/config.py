@@ -137,6 +137,11 @@ class ChannelBase(Strict):
     def _ids_as_strings(cls, value: Any) -> Any:
         return [str(v) for v in value] if isinstance(value, list) else value
 
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        return value if value is None else check_provider(value)
+
     @property
     def label(self) -> str:
         return self.name or str(getattr(self, "type", "channel"))

@@ -17,6 +17,7 @@ from agent.bus import Inbound, MessageBus
 from agent.compaction import Compactor
 from agent.config import Config
 from agent.context import SystemPrompt, TokenCounter
+from agent.errors import ConfigError
 from agent.loop import Model
 from agent.providers import ModelChain, build_provider
 from agent.service import AgentService
@@ -29,9 +30,13 @@ WORKSPACE_DIRS = ("sessions", "memory", "skills", "cron", "logs", "inbox")
 
 def prepare_workspace(workspace: Path) -> None:
     """Create the workspace folders, readable by the owner only."""
-    workspace.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in WORKSPACE_DIRS:
-        (workspace / name).mkdir(exist_ok=True, mode=0o700)
+    try:
+        workspace.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name in WORKSPACE_DIRS:
+            (workspace / name).mkdir(exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"Cannot use {workspace} as the workspace: {exc.strerror or exc}. Set workspace: "
+                          "in the config (or REVERIE_WORKSPACE) to a folder you can write.") from exc
 
 
 @dataclass
@@ -57,12 +62,14 @@ class Runtime:
             await self.service.drain(drain_timeout)
 
 
-def build_runtime(config: Config, config_path: Path | None = None) -> Runtime:
+def build_runtime(config: Config, config_path: Path | None = None, *, model: str | None = None,
+                  provider: str | None = None) -> Runtime:
+    """Everything, wired; ``model``/``provider`` replace the primary model (``reverie chat --model``)."""
     workspace = config.workspace_path
-    prepare_workspace(workspace)
     usage = UsageLog(workspace / "usage.jsonl", config.llm)
-    default = build_provider(config.llm, usage)
-    by_channel = _channel_models(config, usage)
+    default = build_provider(config.llm, usage, model=model, provider=provider, where="--model/--provider")
+    by_channel = channel_models(config, usage)
+    prepare_workspace(workspace)
 
     def models(msg: Inbound) -> Model:
         return by_channel.get(msg.channel, default)
@@ -78,7 +85,7 @@ def build_runtime(config: Config, config_path: Path | None = None) -> Runtime:
     return Runtime(config, workspace, bus, sessions, usage, service, default)
 
 
-def _channel_models(config: Config, usage: UsageLog) -> dict[str, ModelChain]:
+def channel_models(config: Config, usage: UsageLog | None) -> dict[str, ModelChain]:
     """Channels that set their own provider or model get their own chain (fallbacks included)."""
-    return {ch.label: build_provider(config.llm, usage, model=ch.model, provider=ch.provider)
-            for ch in config.channels if ch.model or ch.provider}
+    return {ch.label: build_provider(config.llm, usage, model=ch.model, provider=ch.provider, where=f"channels[{i}]")
+            for i, ch in enumerate(config.channels) if ch.model or ch.provider}

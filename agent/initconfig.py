@@ -70,9 +70,11 @@ def _write(path: Path, data: dict[str, object]) -> None:
 
 
 def run_config_check(args: argparse.Namespace) -> int:
-    from agent.providers import resolve
+    from agent.daemon import channel_models
+    from agent.providers import build_provider, resolve
 
     config, path = load_from_args(args)
+    build_provider(config.llm, None)  # the same checks `reverie chat` makes (keys, prices for the budget)
     resolved = resolve(config.llm)
     print(f"config:    {path or '(none; from the environment)'}")
     print(f"workspace: {config.workspace_path}")
@@ -82,6 +84,8 @@ def run_config_check(args: argparse.Namespace) -> int:
         fb = resolve(config.llm, ref)
         print(f"fallback:  {fb.provider} / {fb.model}")
     print(f"channels:  {', '.join(c.label for c in config.channels) or 'none (terminal only)'}")
+    for label, chain in channel_models(config, None).items():
+        print(f"  {label}: {chain.name} / {chain.model}")
     print("OK")
     return 0
 

@@ -18,7 +18,7 @@ from agent.bus import Inbound, MessageBus, Outbound, OutKind
 from agent.compaction import Compactor
 from agent.config import AgentConfig
 from agent.context import SystemPrompt, render
-from agent.errors import ContextOverflow, ReverieError
+from agent.errors import ContextOverflow, ProviderError, ReverieError
 from agent.logs import MASK
 from agent.loop import Model, run_turn
 from agent.tools.registry import ToolContext, ToolRegistry
@@ -36,6 +36,7 @@ class Turn:
     msg: Inbound
     session: Session
     turn_id: str
+    shown: bool = False  # some of the answer already reached the user
 
 
 class AgentService:
@@ -57,7 +58,8 @@ class AgentService:
 
     def dispatch(self, msg: Inbound) -> None:
         if msg.text.strip().lower() == "/stop":
-            self.cancel(msg.session_key)
+            if not self.cancel(msg.session_key):  # a cancelled turn answers "Stopped." itself
+                self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", "Nothing is running.", "reply"))
             return
         queue = self._queues.get(msg.session_key)
         if queue is None:
@@ -96,36 +98,55 @@ class AgentService:
                     logger.exception("turn for %s failed outside the usual error paths", key)
 
     async def handle(self, msg: Inbound) -> None:
-        turn = Turn(msg, self.sessions.get(msg.session_key), uuid.uuid4().hex[:12])
-        if msg.text.startswith("/") and await self._command(turn):
-            return
-        for notice in turn.session.notices:
-            await self._publish(turn, notice, "notice")
-        turn.session.notices.clear()
-        kind = "scheduled" if msg.scheduled else "chat"
-        turn.session.append(Message.user_text(msg.text, sender=msg.sender_id, msg_id=msg.message_id,
-                                              time=msg.time, kind=kind))
-        task = asyncio.create_task(self._turn(turn), name=f"turn {turn.turn_id}")
-        self._running[msg.session_key] = task
+        turn_id = uuid.uuid4().hex[:12]
         try:
-            await self._publish(turn, await task, "reply")
+            if msg.text.startswith("/") and await self._command(msg, turn_id):
+                return
+            turn = Turn(msg, await asyncio.to_thread(self.sessions.get, msg.session_key), turn_id)
+            for notice in turn.session.notices:
+                await self._say(turn, notice, "notice")
+            turn.session.notices.clear()
+            kind = "scheduled" if msg.scheduled else "chat"
+            turn.session.append(Message.user_text(msg.text, sender=msg.sender_id, msg_id=msg.message_id,
+                                                  time=msg.time, kind=kind))
+        except ReverieError as exc:  # the session could not be read or written: say so, never stay silent
+            await self._publish(msg, turn_id, str(exc), "error")
+            return
+        await self._supervise(turn)
+
+    async def _supervise(self, turn: Turn) -> None:
+        """Run the turn as its own task (so /stop can cancel it) and turn every ending into one message."""
+        task = asyncio.create_task(self._turn(turn), name=f"turn {turn.turn_id}")
+        self._running[turn.msg.session_key] = task
+        try:
+            await self._say(turn, await task, "reply")
         except asyncio.CancelledError:
-            turn.session.repair_tail("The user stopped this before it finished.")
+            self._repair(turn, "The user stopped this before it finished.")
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the service itself is stopping
-            await self._publish(turn, "Stopped.", "error")
+            await self._say(turn, "Stopped.", "error")
+        except TimeoutError:
+            self._repair(turn, "The turn ran out of time.")
+            await self._say(turn, f"This took longer than agent.turn_timeout ({self.agent.turn_timeout:g} s), "
+                                  "so I stopped it.", "error")
         except ReverieError as exc:
-            turn.session.repair_tail(f"The turn failed: {exc}")
-            await self._publish(turn, str(exc), "error")
+            self._repair(turn, f"The turn failed: {exc}")
+            await self._say(turn, str(exc), "error")
         except Exception:
             incident = uuid.uuid4().hex[:8]
-            logger.exception("incident %s: turn %s in %s failed", incident, turn.turn_id, msg.session_key)
-            turn.session.repair_tail("The turn failed with an internal error.")
-            await self._publish(turn, f"Sorry, something went wrong on my side (incident {incident}; the "
-                                      "owner can find it in the log).", "error")
+            logger.exception("incident %s: turn %s in %s failed", incident, turn.turn_id, turn.msg.session_key)
+            self._repair(turn, "The turn failed with an internal error.")
+            await self._say(turn, f"Sorry, something went wrong on my side (incident {incident}; the "
+                                  "owner can find it in the log).", "error")
         finally:
-            self._running.pop(msg.session_key, None)
+            self._running.pop(turn.msg.session_key, None)
+
+    def _repair(self, turn: Turn, reason: str) -> None:
+        try:
+            turn.session.repair_tail(reason)
+        except ReverieError:
+            logger.exception("could not repair the end of %s", turn.session.key)
 
     async def _turn(self, turn: Turn) -> str:
         model = self.models(turn.msg)
@@ -134,9 +155,13 @@ class AgentService:
             try:
                 return await self._run(turn, model)
             except ContextOverflow:
-                turn.session.repair_tail("The request was too long for the model.")
+                self._repair(turn, "The request was too long for the model.")
                 if not await self._compact(turn, model, force=True):
                     raise
+                if turn.shown:  # a retry would show the user the same text twice
+                    raise ProviderError(
+                        "My answer was cut off: this conversation outgrew the model's context window. I have "
+                        "summarised the older messages; please send your message again.") from None
                 return await self._run(turn, model)
 
     async def _run(self, turn: Turn, model: Model) -> str:
@@ -147,10 +172,11 @@ class AgentService:
                            self.tools.specs(), self.max_tokens)
 
         async def on_text(text: str) -> None:
-            await self._publish(turn, text, "delta")
+            turn.shown = True
+            await self._say(turn, text, "delta")
 
         async def on_tool(call: ToolCall) -> None:
-            await self._publish(turn, describe_call(call), "tool")
+            await self._say(turn, describe_call(call), "tool")
 
         ctx = ToolContext(self.tool_ctx.workspace, self.tool_ctx.config, self.tool_ctx.protected, session.key)
         result = await run_turn(model, self.tools, ctx, session, build, max_steps=self.agent.max_steps,
@@ -163,13 +189,13 @@ class AgentService:
             return False
         notice = await self.compactor.compact(turn.session, model, self.compactor.history_budget(system, tools))
         if notice:
-            await self._publish(turn, notice, "notice")
+            await self._say(turn, notice, "notice")
         return notice is not None
 
-    async def _command(self, turn: Turn) -> bool:
-        word = turn.msg.text.strip().split()[0].lower()
+    async def _command(self, msg: Inbound, turn_id: str) -> bool:
+        word = msg.text.strip().split()[0].lower()
         if word == "/new":
-            self.sessions.reset(turn.msg.session_key)
+            await asyncio.to_thread(self.sessions.reset, msg.session_key)
             text = "Started a new conversation. The previous one is kept on disk."
         elif word == "/help":
             text = HELP
@@ -177,13 +203,20 @@ class AgentService:
             text = usage_text(self.usage)
         else:
             return False
-        await self._publish(turn, text, "reply")
+        await self._publish(msg, turn_id, text, "reply")
         return True
 
-    async def _publish(self, turn: Turn, text: str, kind: OutKind) -> None:
-        msg = turn.msg
-        await self.bus.publish_outbound(Outbound(msg.channel, msg.chat_id, MASK(text) if kind != "delta" else text,
-                                                 kind, msg.thread_id, msg.message_id, turn.turn_id))
+    async def _say(self, turn: Turn, text: str, kind: OutKind) -> None:
+        await self._publish(turn.msg, turn.turn_id, text, kind)
+
+    async def _publish(self, msg: Inbound, turn_id: str, text: str, kind: OutKind) -> None:
+        await self.bus.publish_outbound(reply_to(msg, turn_id, text, kind))
+
+
+def reply_to(msg: Inbound, turn_id: str, text: str, kind: OutKind) -> Outbound:
+    """An outbound for ``msg``'s chat; everything but streamed fragments is masked for secrets."""
+    return Outbound(msg.channel, msg.chat_id, text if kind == "delta" else MASK(text), kind, msg.thread_id,
+                    msg.message_id, turn_id)
 
 
 def describe_call(call: ToolCall) -> str:

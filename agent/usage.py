@@ -74,8 +74,10 @@ class UsageLog:
         self._day = ""
         self._today = Totals()
 
-    def record(self, model: str, provider: str, usage: Usage, session: str = "") -> float | None:
-        cost = cost_of(usage, price_for(model, self.llm.prices))
+    def record(self, model: str, provider: str, usage: Usage, session: str = "", served_by: str = "") -> float | None:
+        """Append one call; ``model`` is the configured name, ``served_by`` what the API said it used."""
+        price = price_for(model, self.llm.prices) or (price_for(served_by, self.llm.prices) if served_by else None)
+        cost = cost_of(usage, price)
         line = {"time": round(time.time(), 3), "model": model, "provider": provider, "input": usage.input,
                 "output": usage.output, "cache_read": usage.cache_read, "cache_write": usage.cache_write,
                 "cost_usd": None if cost is None else round(cost, 6), "session": session}
@@ -102,9 +104,11 @@ class UsageLog:
                                  "so no model call was made. Raise llm.daily_token_budget or wait until tomorrow.")
 
     def _refresh(self) -> None:
-        day = datetime.now().strftime("%Y-%m-%d")
+        now = datetime.now()
+        day = now.strftime("%Y-%m-%d")
         if day != self._day:
-            self._day, self._today, self._offset = day, Totals(), 0
+            midnight = datetime(now.year, now.month, now.day).timestamp()
+            self._day, self._today, self._offset = day, Totals(), first_line_at(self.path, midnight)
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
@@ -128,6 +132,36 @@ class UsageLog:
             if row["time"] >= since:
                 _add(out[str(row.get("model", "?"))], row)
         return dict(out)
+
+
+def first_line_at(path: Path, since: float) -> int:
+    """Byte offset of the first record at or after ``since``, found by bisection (records are appended
+    in time order), so the first budget check of a day reads a few lines, not the whole log."""
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+
+        def line_at(pos: int) -> tuple[int, float | None]:
+            """Start and time of the first whole line starting at or after ``pos``."""
+            fh.seek(max(pos - 1, 0))
+            if pos:
+                fh.readline()  # finishes the line that ``pos - 1`` is in (just its newline at a line start)
+            start = fh.tell()
+            rows = _rows(fh.readline())
+            return start, (float(rows[0]["time"]) if rows else None)
+
+        low, high = 0, size
+        while low < high:
+            mid = (low + high) // 2
+            start, when = line_at(mid)
+            if start >= size or (when is not None and when >= since):
+                high = mid
+            else:
+                low = mid + 1
+        return line_at(low)[0]
 
 
 def _rows(data: bytes) -> list[dict[str, Any]]:

@@ -154,3 +154,36 @@ async def test_init_for_a_local_server_needs_no_key(tmp_path: Path) -> None:
                                                          "base_url": "http://localhost:11434/v1"}
     code, out, err = await run(["config", "--config", str(config)], base_env(tmp_path))
     assert code == 0 and "ollama / llama3.2 at http://localhost:11434/v1" in out, err
+
+
+async def test_provider_override_never_reuses_another_providers_key(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = write_config(tmp_path, fake_llm)
+    code, _, err = await run(["chat", "--config", str(config), "--provider", "openrouter", "-m", "hi"],
+                             base_env(tmp_path))
+    assert code == 2 and "No API key for provider 'openrouter'" in err and "OPENROUTER_API_KEY" in err
+    code, _, err = await run(["chat", "--config", str(config), "--provider", "anthropc", "-m", "hi"],
+                             base_env(tmp_path))
+    assert code == 2 and "unknown provider 'anthropc'" in err and "Traceback" not in err
+    assert not fake_llm.requests
+    code, out, err = await run(["chat", "--config", str(config), "--model", "claude-other", "-m", "hi"],
+                               base_env(tmp_path))
+    assert (code, out) == (0, "ok\n"), err
+    assert fake_llm.requests[0].body["model"] == "claude-other"
+
+
+async def test_channel_provider_without_model_uses_that_providers_default(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llm: {provider: anthropic, api_key: sk-ant-abcdef123}\n"
+                      "channels:\n  - {type: telegram, token: x, provider: ollama}\n")
+    code, out, err = await run(["config", "--config", str(config)], base_env(tmp_path))
+    assert code == 0 and "telegram: ollama / llama3.2" in out, err
+    config.write_text("channels:\n  - {type: telegram, token: x, provider: olama}\n")
+    code, _, err = await run(["config", "--config", str(config)], base_env(tmp_path))
+    assert code == 2 and "channels[0].provider: unknown provider 'olama'" in err
+
+
+async def test_unusable_workspace_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    env = base_env(tmp_path) | {"ANTHROPIC_API_KEY": SECRET, "REVERIE_WORKSPACE": str(tmp_path / "afile" / "ws")}
+    code, _, err = await run(["chat", "-m", "hi"], env)
+    assert code == 2 and "Cannot use" in err and "workspace" in err and "Traceback" not in err

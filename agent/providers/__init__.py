@@ -18,7 +18,7 @@ from agent.config import LLMConfig, ModelRef
 from agent.errors import BudgetExceeded, ConfigError, ContextOverflow, ProviderError
 from agent.presets import PRESETS
 from agent.types import Completion, Provider, Request, TextSink
-from agent.usage import UsageLog
+from agent.usage import UsageLog, price_for
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +32,18 @@ class Resolved:
     base_url: str | None
 
 
-def resolve(llm: LLMConfig, ref: ModelRef | None = None, env: Mapping[str, str] | None = None) -> Resolved:
-    """Fill in what the config leaves out from the provider's preset and the environment."""
+def resolve(llm: LLMConfig, ref: ModelRef | None = None, env: Mapping[str, str] | None = None,
+            where: str | None = None) -> Resolved:
+    """Fill in what the config leaves out from the provider's preset and the environment.
+
+    ``llm``'s key and base_url are used only for ``llm``'s own provider, never sent to another one.
+    """
     env = os.environ if env is None else env
     name = (ref.provider if ref and ref.provider else None) or llm.provider
     same = name == llm.provider
     preset = PRESETS[name]
     model = (ref.model if ref else None) or (llm.model if same else None) or preset.default_model
-    where = "llm.fallback" if ref else "llm"
+    where = where or ("llm.fallback" if ref else "llm")
     if not model:
         raise ConfigError(f"No model set for provider {name!r}. Set {where}.model (e.g. the model name your "
                           "server serves).")
@@ -70,12 +74,21 @@ def make_one(res: Resolved, llm: LLMConfig) -> Provider:
 
 
 def build_provider(llm: LLMConfig, usage: UsageLog | None, *, model: str | None = None,
-                   provider: str | None = None) -> ModelChain:
-    """The chain for ``llm`` (optionally with another primary model/provider, e.g. a channel's)."""
-    primary = ModelRef(provider=provider, model=model) if model or provider else None
-    if primary is not None and not primary.model:
-        primary = ModelRef(provider=provider, model=PRESETS[provider or llm.provider].default_model)
-    chain = [resolve(llm, primary), *(resolve(llm, ref) for ref in llm.fallback)]
+                   provider: str | None = None, where: str = "llm") -> ModelChain:
+    """The chain for ``llm``, optionally with another primary model or provider (a channel's, or --model)."""
+    primary = None
+    if model or provider:
+        if provider is not None and provider not in PRESETS:
+            raise ConfigError(f"{where}: unknown provider {provider!r}; expected one of: {', '.join(PRESETS)}.")
+        default = PRESETS[provider or llm.provider].default_model
+        primary = ModelRef(provider=provider, model=model or default or llm.model or "")
+    chain = [resolve(llm, primary, where=where), *(resolve(llm, ref) for ref in llm.fallback)]
+    if llm.daily_budget_usd is not None:
+        for res in chain:
+            if price_for(res.model, llm.prices) is None:
+                raise ConfigError(f"llm.daily_budget_usd is set, but the price of {res.model!r} is unknown, so "
+                                  f"the budget could not be enforced. Add llm.prices.{res.model}: "
+                                  "{input: ..., output: ...} (USD per million tokens), or use llm.daily_token_budget.")
     return ModelChain([make_one(r, llm) for r in chain], usage, stream_retries=llm.stream_retries)
 
 
@@ -125,7 +138,7 @@ class ModelChain:
                                attempt + 2, exc)
                 await asyncio.sleep(self.backoff * 2**attempt)
                 continue
-            if self.usage is not None:
-                self.usage.record(completion.model, provider.name, completion.usage, session)
+            if self.usage is not None:  # under the configured name: that is where llm.prices looks
+                self.usage.record(provider.model, provider.name, completion.usage, session, completion.model)
             return completion
         raise AssertionError("unreachable")

@@ -93,8 +93,9 @@ def to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     for msg in messages:
         blocks = msg.cache.get("anthropic")
         if blocks is None:
+            # The API rejects text blocks that are empty or only whitespace.
             blocks = msg.cache["anthropic"] = [_block(b) for b in msg.content
-                                               if not (b.get("type") == "text" and not b.get("text"))]
+                                               if not (b.get("type") == "text" and not str(b.get("text", "")).strip())]
         if wire and wire[-1]["role"] == msg.role:
             wire[-1]["content"].extend(blocks)
         else:

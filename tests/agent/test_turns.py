@@ -270,13 +270,13 @@ async def test_tool_call_cut_off_by_max_tokens_is_not_run(tmp_path: Path, fake_l
     assert "cut off at the output token limit" in json.dumps(fake_llm.requests[1].body)
 
 
-async def test_context_window_overflow_compacts_and_retries(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_context_window_overflow_before_any_text_compacts_and_retries(tmp_path: Path, fake_llm: FakeLLM) -> None:
     def respond(rec: Any) -> Any:
         body = json.dumps(rec.body)
         if "compress a conversation" in body:
             return Turn(text="short summary")
         if "short summary" not in body and "third" in body:
-            return Turn(stop="model_context_window_exceeded")
+            return Turn(text="", stop="model_context_window_exceeded")
         return Turn(text="fine")
 
     fake_llm.responder = respond
@@ -300,3 +300,67 @@ async def test_agents_md_joins_the_system_prompt_and_it_stays_identical(tmp_path
     systems = [r.body["system"][0]["text"] for r in fake_llm.requests]
     assert "Always answer like a pirate." in systems[0] and systems[0] == systems[1]
     assert "2026" not in systems[0]  # no timestamps in the system prompt
+
+
+async def test_stop_with_nothing_running_still_answers(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        reply = await Chat(runtime).ask("/stop")
+    assert (reply.kind, reply.text) == ("reply", "Nothing is running.")
+
+
+async def test_an_unwritable_session_gets_an_error_reply_not_silence(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm)
+    (runtime.workspace / "sessions" / "test%3Ac1.jsonl").mkdir()  # cannot be opened as a file
+    async with runtime.running():
+        chat = Chat(runtime)
+        reply = await chat.ask("hi")
+        other = await chat.ask("hi", chat="c2")
+    assert reply.kind == "error" and "test%3Ac1.jsonl" in reply.text
+    assert other.kind == "reply"  # the other chat is served
+
+
+async def test_turn_timeout_is_explained(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Delay(3, Turn(text="late")), Turn(text="next"))
+    runtime = runtime_for(tmp_path, fake_llm, agent={"turn_timeout": 0.3})
+    async with runtime.running():
+        chat = Chat(runtime)
+        reply = await chat.ask("hi")
+        after = await chat.ask("again")
+    assert reply.kind == "error" and "agent.turn_timeout (0.3 s)" in reply.text
+    assert after.text == "next"
+
+
+async def test_failed_summary_cuts_nothing(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    def respond(rec: Any) -> Any:
+        return Fail(400, "invalid_request_error", "no") if "compress a conversation" in json.dumps(rec.body) else Turn(text="ok")
+
+    fake_llm.responder = respond
+    runtime = runtime_for(tmp_path, fake_llm, agent={"context_tokens": 8000})
+    async with runtime.running():
+        chat = Chat(runtime)
+        for i in range(8):
+            await chat.ask(f"message {i} " + "padding " * 600)
+    assert not chat.kinds("notice")  # nobody is told old messages were summarised
+    assert "message 0 " in json.dumps(fake_llm.requests[-1].body)  # and they are all still sent
+    assert '"compaction"' not in (runtime.workspace / "sessions" / "test%3Ac1.jsonl").read_text()
+
+
+async def test_overflow_after_streamed_text_is_not_answered_twice(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    def respond(rec: Any) -> Any:
+        body = json.dumps(rec.body)
+        if "compress a conversation" in body:
+            return Turn(text="short summary")
+        if "third" in body and "short summary" not in body:
+            return Turn(text="Here is the long answer", stop="model_context_window_exceeded")
+        return Turn(text="fine")
+
+    fake_llm.responder = respond
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("first")
+        await chat.ask("second")
+        reply = await chat.ask("third")
+    assert reply.kind == "error" and "send your message again" in reply.text
+    assert "".join(chat.kinds("delta")).count("Here is the long answer") == 1
