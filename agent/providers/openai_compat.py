@@ -36,8 +36,19 @@ class OpenAICompatProvider:
         self._sdk = openai
         self._client = openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url,
                                           timeout=timeout, max_retries=max_retries)
+        self.usage_option = True  # some older servers reject stream_options; then we stop sending it
 
     async def complete(self, request: Request, on_text: TextSink | None = None) -> Completion:
+        try:
+            return await self._complete(request, on_text)
+        except ProviderError as exc:
+            if not (self.usage_option and "stream_options" in str(exc)):
+                raise
+            logger.warning("%s rejects stream_options; retrying without usage reporting", self.name)
+            self.usage_option = False
+            return await self._complete(request, on_text)
+
+    async def _complete(self, request: Request, on_text: TextSink | None) -> Completion:
         acc = _Accumulator()
         try:
             stream = await self._client.chat.completions.create(**self.params(request))
@@ -55,9 +66,11 @@ class OpenAICompatProvider:
     def params(self, request: Request) -> dict[str, Any]:
         limit_key = "max_completion_tokens" if self.name == "openai" else "max_tokens"
         params: dict[str, Any] = {
-            "model": self.model, "stream": True, "stream_options": {"include_usage": True},
-            "messages": to_wire(request.system, request.messages), limit_key: request.max_tokens,
+            "model": self.model, "stream": True, "messages": to_wire(request.system, request.messages),
+            limit_key: request.max_tokens,
         }
+        if self.usage_option:
+            params["stream_options"] = {"include_usage": True}
         if request.tools:
             params["tools"] = [{"type": "function", "function": {
                 "name": t.name, "description": t.description, "parameters": t.parameters}}

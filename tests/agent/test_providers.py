@@ -126,3 +126,14 @@ def test_secrets_are_masked_in_every_log_record(tmp_path: Path, monkeypatch: pyt
     assert "sk-ant-config-secret-123" not in text and "telegram-token-value" not in text
     assert "HTTP Request" not in text  # httpx sits at WARNING
     assert MASK("pasted sk-ant-api03-abcdefghijklmnop in chat") == "pasted *** in chat"
+
+
+async def test_server_that_rejects_stream_options_still_works(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Fail(400, "invalid_request_error", "Unrecognized request argument: stream_options"),
+                    Turn(text="fine"), Turn(text="still fine"))
+    runtime = runtime_for(tmp_path, fake_llm, "openai")
+    async with runtime.running():
+        chat = Chat(runtime)
+        assert (await chat.ask("hi")).text == "fine"
+        assert (await chat.ask("again")).text == "still fine"
+    assert ["stream_options" in r.body for r in fake_llm.requests] == [True, False, False]
