@@ -26,10 +26,14 @@ class Inbound:
     attachments: tuple[str, ...] = ()  # paths under <workspace>/inbox/
     images: tuple[str, ...] = ()  # paths of images the model may see
     scheduled: bool = False
+    is_owner: bool = False  # the sender is one of owner.<platform> (may use admin commands)
+    scope: str | None = None  # overrides the session key (session_scope: user)
     time: float = field(default_factory=time.time)
 
     @property
     def session_key(self) -> str:
+        if self.scope:
+            return self.scope
         base = f"{self.channel}:{self.chat_id}"
         return f"{base}:{self.thread_id}" if self.thread_id else base
 

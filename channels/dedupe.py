@@ -1,0 +1,60 @@
+"""Each platform message is processed once: a persisted table of seen ids with a time-to-live.
+
+    seen = SeenStore(workspace / "state" / "seen.jsonl", ttl=7 * 86400)
+    if seen.first_time("telegram", "42", "1001"): ...   # False for a redelivery, also after a restart
+
+Append-only lines; expired entries are dropped when the file is rewritten at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+class SeenStore:
+    def __init__(self, path: Path, ttl: float = 7 * 86400, max_entries: int = 200_000) -> None:
+        self.path, self.ttl, self.max_entries = path, ttl, max_entries
+        self._seen: dict[str, float] = {}
+        self._load()
+
+    def first_time(self, channel: str, chat: str, message_id: str | None) -> bool:
+        """Record the message; False if it was seen before. Messages without an id always pass."""
+        if not message_id:
+            return True
+        key = f"{channel}\x1f{chat}\x1f{message_id}"
+        now = time.time()
+        when = self._seen.get(key)
+        if when is not None and when > now - self.ttl:
+            return False
+        self._seen[key] = now
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps([key, round(now, 3)]) + "\n")
+        if len(self._seen) > self.max_entries:
+            self._load()
+        return True
+
+    def _load(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cutoff = time.time() - self.ttl
+        seen: dict[str, float] = {}
+        try:
+            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                key, when = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # a torn last line after a crash
+            if isinstance(key, str) and isinstance(when, int | float) and when > cutoff:
+                seen[key] = float(when)
+        newest = sorted(seen.items(), key=lambda kv: kv[1])[-self.max_entries:]
+        self._seen = dict(newest)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps([k, round(v, 3)]) + "\n" for k, v in newest)
+        os.replace(tmp, self.path)
