@@ -39,6 +39,30 @@ def _config(args: argparse.Namespace) -> int:
     return run_config_check(args)
 
 
+def _start(args: argparse.Namespace) -> int:
+    from agent.serve import run_start
+
+    return run_start(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.commands import run_status
+
+    return run_status(args)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from agent.commands import run_service_install
+
+    return run_service_install(args)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    from agent.commands import run_pair
+
+    return run_pair(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -63,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--workspace", help="where reverie keeps its data (default: ~/.reverie)")
     init.add_argument("--yes", "-y", action="store_true", help="do not ask; use flags and defaults")
 
+    start = _add(sub, "start", _start, common, "serve the configured chat channels (foreground; Ctrl-C stops)")
+    start.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="on SIGTERM/SIGINT, how long running turns may take to finish (default 30)")
+    _add(sub, "status", _status, common, "is the daemon running, its channels, sessions and today's usage")
+    service = _add(sub, "service", _service, common, "install a systemd user unit for `reverie start`")
+    service.add_argument("action", choices=["install"])
+    service.add_argument("--force", action="store_true", help="replace an existing unit file")
+    pair = _add(sub, "pair", _pair, common, "approve, list or revoke people who may talk to the bot")
+    pair.add_argument("action", choices=["approve", "list", "revoke"])
+    pair.add_argument("args", nargs="*", metavar="ARG", help="approve CODE | revoke CHANNEL USER_ID")
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")
     _add(sub, "config", _config, common, "check the config file and show what it resolves to")
     return parser

@@ -8,6 +8,7 @@ stored timestamp, so the rendering of old messages never changes either.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import prompts
-from agent.types import Message, ToolSpec
+from agent.types import Block, Message, ToolSpec
 
 logger = logging.getLogger(__name__)
 WORKSPACE_PROMPTS = ("AGENTS.md", "SOUL.md")
 SUMMARY_HEADER = "[Summary of the earlier conversation, written by reverie when it was compacted]\n"
 IMAGE_TOKENS = 1600
+MAX_IMAGE_BYTES = 5_000_000
 
 
 class SystemPrompt:
@@ -80,9 +82,23 @@ def _rendered(msg: Message) -> Message:
     if cached is None:
         label = "scheduled message" if msg.kind == "scheduled" else "sent"
         when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-        cached = msg.cache["rendered"] = Message("user", [{"type": "text", "text": f"[{label} {when}]"},
-                                                           *msg.content], msg.time, msg.sender, msg.msg_id, msg.kind)
+        content = [{"type": "text", "text": f"[{label} {when}]"}, *(_load_image(b) for b in msg.content)]
+        cached = msg.cache["rendered"] = Message("user", content, msg.time, msg.sender, msg.msg_id, msg.kind)
     return cached
+
+
+def _load_image(block: Block) -> Block:
+    """Images are stored by path (sessions stay small); the request carries their bytes."""
+    if block.get("type") != "image" or "data" in block:
+        return block
+    try:
+        data = Path(block["path"]).read_bytes()
+    except (OSError, KeyError):
+        return {"type": "text", "text": f"[An image that is no longer available: {block.get('path')}]"}
+    if len(data) > MAX_IMAGE_BYTES:
+        return {"type": "text", "text": f"[An image too large to show the model: {block['path']}]"}
+    return {"type": "image", "media_type": block.get("media_type", "image/jpeg"),
+            "data": base64.b64encode(data).decode()}
 
 
 def estimate(msg: Message) -> int:

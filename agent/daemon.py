@@ -11,19 +11,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from agent.bus import Inbound, MessageBus
+from agent.bus import Inbound, MessageBus, Outbound
 from agent.compaction import Compactor
-from agent.config import Config
+from agent.config import Config, DiscordChannel, SlackChannel, TelegramChannel
 from agent.context import SystemPrompt, TokenCounter
-from agent.errors import ConfigError
+from agent.delivery import Delivery
+from agent.errors import ChannelError, ConfigError
+from agent.gateway import Gateway
+from agent.journal import Journal
 from agent.loop import Model
 from agent.providers import ModelChain, build_provider
-from agent.service import AgentService
+from agent.service import AgentService, usage_text
+from agent.supervisor import Supervisor
 from agent.tools.registry import ToolContext, builtin_registry
 from agent.usage import UsageLog
+from channels.access import Access, PairingStore
+from channels.base import Channel, ChannelContext, DeliveryError
+from channels.dedupe import SeenStore
 from sessions import SessionStore
+
+ChannelConfig = TelegramChannel | DiscordChannel | SlackChannel
 
 WORKSPACE_DIRS = ("sessions", "memory", "skills", "cron", "logs", "inbox")
 
@@ -89,3 +99,85 @@ def channel_models(config: Config, usage: UsageLog | None) -> dict[str, ModelCha
     """Channels that set their own provider or model get their own chain (fallbacks included)."""
     return {ch.label: build_provider(config.llm, usage, model=ch.model, provider=ch.provider, where=f"channels[{i}]")
             for i, ch in enumerate(config.channels) if ch.model or ch.provider}
+
+
+@dataclass
+class Daemon:
+    runtime: Runtime
+    journal: Journal
+    gateway: Gateway
+    delivery: Delivery
+    supervisor: Supervisor
+    channels: dict[str, Channel]
+
+
+def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
+    """The runtime plus every configured chat platform, the gateway in front and delivery behind."""
+    if not config.channels:
+        raise ConfigError("No channels to serve. Add a channels: entry (telegram, discord or slack; see "
+                          "config.example.yaml), or talk in the terminal with `reverie chat`.")
+    state = config.workspace_path / "state"
+    runtime = build_runtime(config, config_path)
+    state.mkdir(exist_ok=True, mode=0o700)
+    journal = Journal(state / "journal.jsonl")
+    runtime.service.journal = journal
+    pairing = PairingStore(config.workspace_path / "pairing")
+    channels: dict[str, Channel] = {}
+    holder: list[Supervisor] = []
+    gateway = Gateway(runtime.bus, journal, SeenStore(state / "seen.jsonl"), pairing,
+                      lambda: status_text(holder[0], runtime))
+    for index, cfg in enumerate(config.channels):
+        owners = getattr(config.owner, cfg.type)
+        access = Access(cfg.label, cfg, owners, pairing)
+        ctx = ChannelContext(cfg.label, gateway.publish, access, runtime.workspace / "inbox")
+        channels[cfg.label] = make_adapter(cfg, ctx, index)
+    kinds: dict[str, str] = {cfg.label: cfg.type for cfg in config.channels}
+    supervisor = Supervisor(channels, kinds, config.owner, runtime.bus, state / "status.json",
+                            lambda: {"active_turns": runtime.service.active})
+    holder.append(supervisor)
+    return Daemon(runtime, journal, gateway, Delivery(journal, channels), supervisor, channels)
+
+
+def make_adapter(cfg: ChannelConfig, ctx: ChannelContext, index: int) -> Channel:
+    """The platform's adapter; a missing SDK breaks only this channel (it reports why, and is retried)."""
+    try:
+        if cfg.type == "telegram":
+            from channels.telegram import TelegramAdapter
+
+            return TelegramAdapter(cfg, ctx)
+        if cfg.type == "discord":
+            from channels.discord import DiscordAdapter
+
+            return DiscordAdapter(cfg, ctx)
+        from channels.slack import SlackAdapter
+
+        return SlackAdapter(cfg, ctx)
+    except ImportError as exc:
+        return Unavailable(cfg.label, ctx, f"channels[{index}] ({cfg.type}) cannot load its library: {exc}")
+
+
+class Unavailable:
+    """Stands in for a channel whose SDK cannot be imported."""
+
+    def __init__(self, name: str, ctx: ChannelContext, reason: str) -> None:
+        self.name, self.state, self.reason = name, ctx.state, reason
+
+    async def start(self) -> None:
+        raise ChannelError(self.reason)
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, out: Outbound) -> str | None:
+        raise DeliveryError(self.reason, retryable=False)
+
+
+def status_text(supervisor: Supervisor, runtime: Runtime) -> str:
+    lines = [f"Up since {datetime.fromtimestamp(supervisor.started_at):%Y-%m-%d %H:%M}; "
+             f"{runtime.service.active} turns running."]
+    for label, channel in supervisor.channels.items():
+        state = channel.state
+        lines.append(f"{label}: {'connected' if state.connected else 'down'}"
+                     + (f" (last error: {state.last_error})" if state.last_error and not state.connected else ""))
+    lines.append(usage_text(runtime.usage))
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +20,16 @@ from agent.compaction import Compactor
 from agent.config import AgentConfig
 from agent.context import SystemPrompt, render
 from agent.errors import ContextOverflow, ProviderError, ReverieError
+from agent.journal import Journal
 from agent.logs import MASK
 from agent.loop import Model, run_turn
 from agent.tools.registry import ToolContext, ToolRegistry
-from agent.types import Message, Request, ToolCall
+from agent.types import Block, Message, Request, ToolCall
 from agent.usage import UsageLog
 from sessions import Session, SessionStore
 
 logger = logging.getLogger(__name__)
+DELAYED = "(Delayed: reverie restarted while answering this.)"
 HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk), /usage shows today's "
         "token use and cost, /stop cancels the running answer, /help shows this.")
 
@@ -36,17 +39,19 @@ class Turn:
     msg: Inbound
     session: Session
     turn_id: str
+    delayed: bool = False  # resumed after a restart: the reply says so
     shown: bool = False  # some of the answer already reached the user
 
 
 class AgentService:
     def __init__(self, bus: MessageBus, sessions: SessionStore, tools: ToolRegistry, tool_ctx: ToolContext,
                  prompt: SystemPrompt, models: Callable[[Inbound], Model], usage: UsageLog,
-                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192) -> None:
+                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192,
+                 journal: Journal | None = None) -> None:
         self.bus, self.sessions, self.tools, self.tool_ctx = bus, sessions, tools, tool_ctx
         self.prompt, self.models, self.usage, self.agent = prompt, models, usage, agent
-        self.compactor, self.max_tokens = compactor, max_tokens
-        self._queues: dict[str, asyncio.Queue[Inbound]] = {}
+        self.compactor, self.max_tokens, self.journal = compactor, max_tokens, journal
+        self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None]]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
         self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
@@ -56,8 +61,9 @@ class AgentService:
         while True:
             self.dispatch(await self.bus.inbound.get())
 
-    def dispatch(self, msg: Inbound) -> None:
-        if msg.text.strip().lower() == "/stop":
+    def dispatch(self, msg: Inbound, resume: str | None = None) -> None:
+        """Queue ``msg`` behind its session's earlier messages; ``resume`` continues a turn from a crash."""
+        if msg.text.strip().lower() == "/stop" and resume is None:
             if not self.cancel(msg.session_key):  # a cancelled turn answers "Stopped." itself
                 self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", "Nothing is running.", "reply"))
             return
@@ -67,7 +73,7 @@ class AgentService:
             worker = asyncio.create_task(self._worker(msg.session_key, queue), name=f"session {msg.session_key}")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        queue.put_nowait(msg)
+        queue.put_nowait((msg, resume))
 
     def cancel(self, key: str) -> bool:
         task = self._running.get(key)
@@ -84,35 +90,59 @@ class AgentService:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _worker(self, key: str, queue: asyncio.Queue[Inbound]) -> None:
+    @property
+    def active(self) -> int:
+        """Turns running now."""
+        return len(self._running)
+
+    async def _worker(self, key: str, queue: asyncio.Queue[tuple[Inbound, str | None]]) -> None:
         while True:
             try:
-                msg = queue.get_nowait()
+                msg, resume = queue.get_nowait()
             except asyncio.QueueEmpty:
                 del self._queues[key]
                 return
             async with self._slots:
                 try:
-                    await self.handle(msg)
+                    await self.handle(msg, resume)
                 except Exception:  # supervision boundary: one bad turn must not stop the session's queue
                     logger.exception("turn for %s failed outside the usual error paths", key)
 
-    async def handle(self, msg: Inbound) -> None:
-        turn_id = uuid.uuid4().hex[:12]
+    async def handle(self, msg: Inbound, resume: str | None = None) -> None:
+        turn_id = resume or uuid.uuid4().hex[:12]
         try:
+            if self.journal is not None and resume is None:
+                self.journal.turn_started(msg, turn_id)  # first: a crash after this resumes the turn
             if msg.text.startswith("/") and await self._command(msg, turn_id):
                 return
-            turn = Turn(msg, await asyncio.to_thread(self.sessions.get, msg.session_key), turn_id)
+            turn = Turn(msg, await asyncio.to_thread(self.sessions.get, msg.session_key), turn_id,
+                        delayed=resume is not None)
             for notice in turn.session.notices:
                 await self._say(turn, notice, "notice")
             turn.session.notices.clear()
-            kind = "scheduled" if msg.scheduled else "chat"
-            turn.session.append(Message.user_text(msg.text, sender=msg.sender_id, msg_id=msg.message_id,
-                                                  time=msg.time, kind=kind))
+            answered = self._open(turn) if resume else None
+            if resume is None or answered is False:
+                turn.session.append(user_message(msg))
+            elif isinstance(answered, str):  # the answer was ready when reverie stopped: just deliver it
+                await self._say(turn, answered, "reply")
+                return
         except ReverieError as exc:  # the session could not be read or written: say so, never stay silent
             await self._publish(msg, turn_id, str(exc), "error")
             return
         await self._supervise(turn)
+
+    def _open(self, turn: Turn) -> str | bool:
+        """For a resumed turn: False if its message never reached the session, the finished answer if
+        there is one, True if the turn must go on from where it stopped."""
+        messages, msg = turn.session.messages, turn.msg
+        for index in range(len(messages) - 1, -1, -1):
+            m = messages[index]
+            if m.role == "user" and m.msg_id == msg.message_id and abs(m.time - msg.time) < 0.01:
+                last = messages[-1]
+                if index < len(messages) - 1 and last.role == "assistant" and not last.tool_uses:
+                    return last.text or "(The model returned an empty answer.)"
+                return True
+        return False
 
     async def _supervise(self, turn: Turn) -> None:
         """Run the turn as its own task (so /stop can cancel it) and turn every ending into one message."""
@@ -207,10 +237,25 @@ class AgentService:
         return True
 
     async def _say(self, turn: Turn, text: str, kind: OutKind) -> None:
+        if turn.delayed and kind in ("reply", "error"):
+            text = f"{DELAYED}\n\n{text}"
         await self._publish(turn.msg, turn.turn_id, text, kind)
 
     async def _publish(self, msg: Inbound, turn_id: str, text: str, kind: OutKind) -> None:
         await self.bus.publish_outbound(reply_to(msg, turn_id, text, kind))
+
+
+def user_message(msg: Inbound) -> Message:
+    """The stored form of an inbound message: its text, images by path, and where its files were saved."""
+    text = msg.text
+    if msg.attachments:
+        files = "\n".join(f"- {path}" for path in msg.attachments)
+        text = f"{text}\n\n[Files the user sent, saved in the workspace:]\n{files}".strip()
+    content: list[Block] = [{"type": "text", "text": text}] if text else []
+    content += [{"type": "image", "media_type": mimetypes.guess_type(p)[0] or "image/jpeg", "path": p}
+                for p in msg.images]
+    return Message("user", content or [{"type": "text", "text": "(empty message)"}], msg.time, msg.sender_id,
+                   msg.message_id, "scheduled" if msg.scheduled else "chat")
 
 
 def reply_to(msg: Inbound, turn_id: str, text: str, kind: OutKind) -> Outbound:

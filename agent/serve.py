@@ -1,0 +1,97 @@
+"""``reverie start``: one foreground process serving every channel, systemd-friendly.
+
+Start: take the workspace lock, resume turns a crash interrupted, resend replies that were never
+confirmed, start each channel on its own (retried with backoff). SIGTERM or SIGINT: new messages are
+kept for the next start, running turns finish (up to the drain timeout), their replies are delivered,
+channels stop, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from agent.daemon import Daemon, build_daemon
+from agent.lock import WorkspaceLock
+
+logger = logging.getLogger(__name__)
+DRAIN_TIMEOUT = 30.0
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from agent.chat import load_from_args
+    from agent.logs import setup_logging
+
+    config, path = load_from_args(args)
+    lock = WorkspaceLock(config.workspace_path)
+    config.workspace_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock.acquire()
+    try:
+        daemon = build_daemon(config, path)
+        setup_logging(daemon.runtime.workspace, config.secrets(), level=config.logging.level,
+                      stderr_level=logging.INFO, max_bytes=config.logging.max_bytes, backups=config.logging.backups)
+        asyncio.run(serve(daemon, drain_timeout=args.drain_timeout))
+    finally:
+        lock.release()
+    return 0
+
+
+async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runtime, delivery, supervisor = daemon.runtime, daemon.delivery, daemon.supervisor
+    pending = daemon.journal.pending()
+    service = asyncio.create_task(runtime.service.run(), name="agent service")
+    background = [asyncio.create_task(delivery.pump(runtime.bus, label), name=f"pump {label}")
+                  for label in daemon.channels]
+    background += [asyncio.create_task(supervisor.keep_up(label), name=f"start {label}") for label in daemon.channels]
+    background.append(asyncio.create_task(supervisor.watch(), name="status"))
+    delivery.redeliver(pending.intents)
+    for turn_id, msg in pending.turns:
+        runtime.service.dispatch(msg, resume=turn_id)
+    if pending.turns or pending.intents:
+        logger.info("resuming %d turns and %d unconfirmed replies from the last run",
+                    len(pending.turns), len(pending.intents))
+    logger.info("reverie is serving %s", ", ".join(daemon.channels))
+    await stop.wait()
+    logger.info("stopping: finishing running turns (up to %.0f s)", drain_timeout)
+    await drain(daemon, service, background, drain_timeout)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+
+
+async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[asyncio.Task[None]],
+                timeout: float) -> None:  # noqa: ASYNC109 (a deadline for the whole drain)
+    runtime = daemon.runtime
+    daemon.gateway.draining = True  # from now on, new messages wait in the journal for the next start
+    service.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await service
+    while not runtime.bus.inbound.empty():  # already on the bus: still answered now
+        runtime.service.dispatch(runtime.bus.inbound.get_nowait())
+    await runtime.service.drain(timeout)
+    for _ in range(100):  # let the pumps turn the last replies into journaled deliveries
+        if all(runtime.bus.outbound(label).empty() for label in daemon.channels):
+            break
+        await asyncio.sleep(0.01)
+    left = await daemon.delivery.flush(timeout)
+    if left:
+        logger.warning("%d replies were not confirmed before stopping; they are sent at the next start", left)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    await asyncio.gather(*(_stop(label, ch.stop()) for label, ch in daemon.channels.items()))
+    daemon.supervisor.write_status()
+    logger.info("stopped")
+
+
+async def _stop(label: str, stopping: object) -> None:
+    try:
+        await asyncio.wait_for(stopping, 10)  # type: ignore[arg-type]
+    except Exception:  # supervision boundary: stopping one channel must not keep the others running
+        logger.exception("channel %s did not stop cleanly", label)
