@@ -43,10 +43,12 @@ class Supervisor:
             except Exception as exc:  # supervision boundary: one platform must not stop the others
                 wait = backoff[min(attempt, len(backoff) - 1)]
                 channel.state.down(str(exc))
+                self.write_status()
                 logger.warning("channel %s did not start (%s); retrying in %.0f s", label, exc, wait)
                 await asyncio.sleep(wait)
                 continue
             channel.state.up()
+            self.write_status()
             logger.info("channel %s connected", label)
             return
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yarl
@@ -46,6 +47,7 @@ class _Fault:
     status: int
     retry_after: float
     method: str | None
+    skip: int  # matching requests to let through first
 
 
 def user(user_id: int, name: str | None = None, *, bot: bool = False) -> JSONDict:
@@ -93,7 +95,8 @@ class FakeDiscord:
         self.gateway_frames: list[JSONDict] = []  # what the client sent on the gateway
         self.connections = 0  # websocket connections accepted
         self.messages: dict[int, JSONDict] = {}  # messages the bot posted, by id
-        self._files: dict[str, tuple[bytes, str]] = {}  # attachment path → (bytes, content type)
+        self._nonces: dict[str, int] = {}  # enforce_nonce: a repeated nonce returns the first message
+        self._files: dict[str, tuple[bytes, str]] = {}  # attachment id → (bytes, content type)
         self._faults: list[_Fault] = []
         self._guilds: dict[int, dict[int, JSONDict]] = {}  # guild id → channel id → channel payload
         self._ids = itertools.count(100_000)
@@ -158,9 +161,10 @@ class FakeDiscord:
     # fault injection
 
     def fail_next(self, path_prefix: str, status: int = 429, retry_after: float = 0.05,
-                  method: str | None = None) -> None:
-        """The next request whose path starts with ``path_prefix`` gets ``status`` (429: with retry_after)."""
-        self._faults.append(_Fault(path_prefix, status, retry_after, method))
+                  method: str | None = None, after: int = 0) -> None:
+        """The next request whose path starts with ``path_prefix`` (after letting ``after`` of them
+        through) gets ``status``; a 429 carries ``retry_after`` seconds."""
+        self._faults.append(_Fault(path_prefix, status, retry_after, method, after))
 
     async def drop_gateway(self, code: int = 4000) -> None:
         """Close the websocket as Discord does on a hiccup; discord.py reconnects and resumes."""
@@ -218,9 +222,8 @@ class FakeDiscord:
 
     def _attachment(self, message_id: int, filename: str, content_type: str, blob: bytes) -> JSONDict:
         aid = next(self._ids)
-        path = f"/attachments/{message_id}/{aid}/{filename}"
-        self._files[path] = (blob, content_type)
-        url = str(yarl.URL(self.url).with_path(path))
+        self._files[str(aid)] = (blob, content_type)
+        url = f"{self.url}/attachments/{message_id}/{aid}/{quote(filename, safe='')}"
         return {"id": str(aid), "filename": filename, "size": len(blob), "url": url, "proxy_url": url,
                 "content_type": content_type}
 
@@ -292,6 +295,9 @@ class FakeDiscord:
     def _fault(self, method: str, path: str) -> web.Response | None:
         for fault in self._faults:
             if path.startswith(fault.prefix) and fault.method in (None, method):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 self._faults.remove(fault)
                 if fault.status == 429:  # discord.py treats a 429 without Via as a Cloudflare ban
                     return _json(429, {"message": "You are being rate limited.", "retry_after": fault.retry_after,
@@ -301,7 +307,8 @@ class FakeDiscord:
 
     def _answer(self, request: web.Request, path: str, body: Any, api: bool) -> web.Response:
         if not api:
-            found = self._files.get(path)
+            match = re.match(r"/attachments/\d+/(\d+)/", path)
+            found = self._files.get(match.group(1)) if match else None
             if found is None:
                 return _json(404, {"message": "404: Not Found", "code": 0})
             return web.Response(body=found[0], headers={"Content-Type": found[1]})
@@ -316,7 +323,7 @@ class FakeDiscord:
             return _json(200, {"id": str(BOT_ID), "name": BOT_NAME, "description": "", "icon": None,
                                "bot_public": False, "bot_require_code_grant": False, "owner": user(1, "owner"),
                                "verify_key": "0" * 64, "flags": 0})
-        if match := re.fullmatch(r"/channels/(\d+)/typing", path):
+        if re.fullmatch(r"/channels/\d+/typing", path):
             return web.Response(status=204)
         if match := re.fullmatch(r"/channels/(\d+)/messages", path):
             if method == "POST":
@@ -329,7 +336,12 @@ class FakeDiscord:
         return _json(404, {"message": "404: Unknown route", "code": 0})
 
     def _post(self, channel_id: int, body: Any) -> JSONDict:
+        nonce = str(body.get("nonce")) if body.get("enforce_nonce") else None
+        if nonce is not None and nonce in self._nonces:
+            return self.messages[self._nonces[nonce]]
         mid = next(self._ids)
+        if nonce is not None:
+            self._nonces[nonce] = mid
         data = _message(mid, channel_id, user(BOT_ID, BOT_NAME, bot=True), body.get("content") or "")
         if body.get("message_reference"):
             data["type"] = 19
