@@ -179,13 +179,13 @@ class TelegramAdapter:
         if not self.state.connected:
             self.state.up()
         self.state.last_message = time.time()
-        received = time.monotonic()
         images, files, notes = await self._download(message, chat_id)
         inbound = Inbound(
             channel=self.ctx.label, chat_id=chat_id, sender_id=who.sender, message_id=str(message.message_id),
             text="\n".join([strip_mention(text, bot.username) if is_group else text, *notes]).strip(),
             thread_id=thread, images=images, attachments=files, is_owner=decision.owner,
             scope=scope_key(self.config.session_scope, self.ctx.label, who.sender))
+        received = time.monotonic()
         if await self.ctx.publish(inbound) and self._answered.get(chat_id, 0.0) < received:
             self._start_typing(chat_id, thread)  # unless the answer already went out while we published
 
@@ -219,9 +219,9 @@ class TelegramAdapter:
 
         inbox = self.ctx.inbox.resolve()
         target = inbox / name
-        if target.parent != inbox:  # names are built from safe_name(); this keeps it that way
-            raise ValueError(f"refusing to save {name!r} outside the inbox")
         try:
+            if target.parent != inbox:  # names come from safe_name(); this keeps it that way
+                raise OSError(f"{name!r} would be saved outside the inbox")
             inbox.mkdir(parents=True, exist_ok=True)
             file = await self._bot().get_file(file_id)
             await file.download_to_drive(target)
