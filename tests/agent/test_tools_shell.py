@@ -63,7 +63,7 @@ async def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     started = time.monotonic()
     result = await run(ctx, command="sleep 30 & echo $! > child.pid; echo started; wait", timeout=0.3)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # the command would run for 30 s
     assert result["is_error"] is True
     assert "timed out" in result["content"] and "killed" in result["content"]
     assert "started" in result["content"]
@@ -80,7 +80,7 @@ async def test_config_timeout_caps_the_argument(tmp_path: Path) -> None:
     started = time.monotonic()
     result = await run(ctx, command="sleep 30", timeout=100)
     assert result["is_error"] is True and "limit 0.2 s" in result["content"]
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # the command would run for 30 s
 
 
 async def test_background_children_do_not_hold_the_turn(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ async def test_background_children_do_not_hold_the_turn(tmp_path: Path) -> None:
     started = time.monotonic()
     result = await run(ctx, command="sleep 30 & echo done")
     assert result["content"] == "done\n[exit code 0]"
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # the command would run for 30 s
 
 
 async def test_output_is_capped(tmp_path: Path) -> None:

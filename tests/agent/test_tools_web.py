@@ -78,7 +78,7 @@ class Site:
         if path == "/slow":
             writer.write(_head(200, "text/plain", {"Content-Length": "10"}) + b"a")
             await writer.drain()
-            await asyncio.wait_for(self._stop.wait(), 10)
+            await asyncio.wait_for(self._stop.wait(), 60)
             return
         status, ctype, body, extra = self._route(path)
         writer.write(_head(status, ctype, {"Content-Length": str(len(body)), **extra}) + body)
@@ -175,7 +175,7 @@ async def test_size_cap_stops_reading(site: Site, tmp_path: Path) -> None:
     assert result["is_error"] is False
     assert "y" * 1000 in result["content"] and "y" * 1001 not in result["content"]
     assert "stopped reading after 1000 bytes" in result["content"]
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # well below what the server would take
 
 
 async def test_max_chars_and_result_limit_keep_the_wrapper(site: Site, tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ async def test_slow_server_times_out(site: Site, tmp_path: Path) -> None:
     started = time.monotonic()
     result = await run(make_ctx(tmp_path, allow_private=True, timeout=0.3), url=site.url("/slow"))
     assert result["is_error"] is True and "timed out after 0.3 s" in result["content"]
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # well below what the server would take
 
 
 async def test_unsupported_types_statuses_and_schemes(site: Site, tmp_path: Path) -> None:

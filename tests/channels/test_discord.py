@@ -321,10 +321,9 @@ async def test_unreachable_gateway_times_out(fake: FakeDiscord, monkeypatch: pyt
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(url))  # REST works, no gateway
     rig = make_rig(tmp_path)
     rig.adapter.ready_timeout = 0.3
-    began = time.monotonic()
     with pytest.raises(ChannelError, match="did not become ready"):
         await rig.adapter.start()
-    assert time.monotonic() - began < 3 and not rig.adapter.state.connected
+    assert not rig.adapter.state.connected
 
 
 async def test_gateway_drop_is_reflected_and_resumed(fake: FakeDiscord, rig: Rig) -> None:
