@@ -42,9 +42,11 @@ class Supervisor:
                 raise
             except Exception as exc:  # supervision boundary: one platform must not stop the others
                 wait = backoff[min(attempt, len(backoff) - 1)]
-                channel.state.down(str(exc))
+                # adapters do not know their place in the list; name the key the owner has to fix
+                channel.state.down(str(exc).replace("channels[N]", f"channels[{list(self.channels).index(label)}]"))
                 self.write_status()
-                logger.warning("channel %s did not start (%s); retrying in %.0f s", label, exc, wait)
+                logger.warning("channel %s did not start (%s); retrying in %.0f s", label, channel.state.last_error,
+                               wait)
                 await asyncio.sleep(wait)
                 continue
             channel.state.up()

@@ -187,3 +187,35 @@ async def test_unusable_workspace_is_a_config_error(tmp_path: Path) -> None:
     env = base_env(tmp_path) | {"ANTHROPIC_API_KEY": SECRET, "REVERIE_WORKSPACE": str(tmp_path / "afile" / "ws")}
     code, _, err = await run(["chat", "-m", "hi"], env)
     assert code == 2 and "Cannot use" in err and "workspace" in err and "Traceback" not in err
+
+
+async def test_service_install_writes_a_user_unit_and_prints_how_to_enable_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llm: {provider: anthropic, api_key: sk-ant-abcdef123}\n")
+    code, out, err = await run(["service", "install", "--config", str(config)], base_env(tmp_path))
+    assert code == 0, err
+    unit = (tmp_path / ".config" / "systemd" / "user" / "reverie.service").read_text()
+    assert "Restart=on-failure" in unit and f"start --config {config}" in unit
+    assert "systemctl --user daemon-reload" in out and "systemctl --user enable --now reverie" in out
+    code, _, err = await run(["service", "install"], base_env(tmp_path))
+    assert code == 1 and "--force" in err
+
+
+async def test_pair_list_approve_revoke(tmp_path: Path) -> None:
+    from channels.access import PairingStore
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"workspace: {tmp_path / 'ws'}\nllm: {{provider: anthropic, api_key: sk-ant-abcdef123}}\n")
+    code = PairingStore(tmp_path / "ws" / "pairing").request("telegram", "555", "555", "mallory")
+    assert code is not None
+    env = base_env(tmp_path)
+    _, out, _ = await run(["pair", "list", "--config", str(config)], env)
+    assert code in out and "Approved: nobody yet" in out
+    rc, _, err = await run(["pair", "approve", "WRONGCOD", "--config", str(config)], env)
+    assert rc == 1 and "No pending pairing code" in err
+    rc, out, _ = await run(["pair", "approve", code.lower(), "--config", str(config)], env)
+    assert rc == 0 and "Approved mallory (555) on telegram" in out
+    rc, out, _ = await run(["pair", "revoke", "telegram", "555", "--config", str(config)], env)
+    assert rc == 0 and "Revoked" in out
+    rc, _, err = await run(["pair", "revoke", "telegram", "555", "--config", str(config)], env)
+    assert rc == 1 and "not approved" in err
