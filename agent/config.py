@@ -92,7 +92,7 @@ class LLMConfig(Strict):
 class AgentConfig(Strict):
     max_steps: int = Field(20, ge=1, le=500)
     context_tokens: int = Field(100_000, ge=2_000)
-    max_concurrent_turns: int = Field(4, ge=1, le=256)
+    max_concurrent_turns: int = Field(16, ge=1, le=1024)
     subagent_model: str | None = None
     turn_timeout: float = Field(600.0, gt=0)
 
@@ -157,6 +157,8 @@ class TelegramChannel(ChannelBase):
 class DiscordChannel(ChannelBase):
     type: Literal["discord"]
     token: str
+    api_url: str | None = None  # a proxy or stand-in for Discord's REST API, e.g. http://127.0.0.1:8080/api/v10
+    gateway_url: str | None = None  # and for its gateway, e.g. ws://127.0.0.1:8080/gateway
 
 
 class SlackChannel(ChannelBase):

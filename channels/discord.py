@@ -106,7 +106,12 @@ class DiscordAdapter:
 
     def _make_client(self) -> discord.Client:
         import discord
+        import yarl
 
+        if self.config.api_url:  # discord.py keeps its endpoints as class attributes
+            discord.http.Route.BASE = self.config.api_url.rstrip("/")
+        if self.config.gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
         intents = discord.Intents.none()
         intents.guilds = intents.messages = intents.dm_messages = intents.message_content = True
         client = discord.Client(intents=intents, guild_ready_timeout=self.guild_ready_timeout,

@@ -28,7 +28,7 @@ from agent.config import TelegramChannel
 from agent.errors import ChannelError
 from channels.access import Who
 from channels.base import ChannelContext, DeliveryError, scope_key
-from channels.telegram_format import ChatBudget, Part, clean_command, render_parts, safe_name, strip_mention
+from channels.telegram_format import ChatBudget, Part, Rate, clean_command, render_parts, safe_name, strip_mention
 
 if TYPE_CHECKING:
     from telegram import Bot, Message, Update
@@ -53,6 +53,7 @@ class TelegramAdapter:
         self.name = config.label
         self.state = ctx.state
         self.budget = ChatBudget()
+        self.typing_budget = ChatBudget(Rate(0.25, 1), Rate(0.25, 1))  # chat actions: not the message budget
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._typing: dict[tuple[str, str | None], asyncio.Task[None]] = {}
         self._answered: dict[str, float] = {}  # chat → time.monotonic() of the last reply or error
@@ -71,7 +72,8 @@ class TelegramAdapter:
                              "TELEGRAM_BOT_TOKEN to the token from @BotFather.")
         # PTB 22 warns on every RetryAfter that retry_after will become a timedelta; _seconds takes both.
         warnings.filterwarnings("ignore", message=r"(?s).*`retry_after` will be of type")
-        builder = (Application.builder().token(self.config.token).job_queue(None)
+        # PTB sends over one pooled connection by default; replies to many chats would queue behind each other
+        builder = (Application.builder().token(self.config.token).job_queue(None).connection_pool_size(32)
                    .get_updates_request(_watched_polling(self._poll_ok)))
         if self.config.base_url:
             base = self.config.base_url.rstrip("/")
@@ -248,7 +250,7 @@ class TelegramAdapter:
         until = time.monotonic() + self.typing_limit
         try:
             while time.monotonic() < until:
-                if self.budget.try_take(chat):  # never hold a reply back for a chat action
+                if self.typing_budget.try_take(chat):  # chat actions never take from the replies' budget
                     try:
                         await self._bot().send_chat_action(chat, "typing", message_thread_id=_int(thread))
                     except TelegramError as exc:

@@ -240,6 +240,7 @@ async def test_failed_download_still_publishes_with_a_note(tmp_path: Path, fake:
 async def test_typing_until_the_reply(tmp_path: Path, fake: FakeTelegram) -> None:
     async with running(tmp_path, fake) as h:
         h.adapter.typing_interval = 0.02
+        h.adapter.typing_budget = ChatBudget(Rate(100, 5), Rate(100, 5))  # the real one allows one every 4 s
         fake.push_text(OWNER, "think hard", user_id=OWNER)
         await h.next()
         actions = await fake.wait_for("sendChatAction", count=2)

@@ -66,6 +66,7 @@ class FakeTelegram:
         self.reject_token = False  # getMe (and everything else) answers 401
         self.reject_html = False  # sendMessage/editMessageText with parse_mode=HTML → "can't parse entities"
         self.calls: list[tuple[str, JSON]] = []
+        self.call_times: list[float] = []
         self.sent: list[JSON] = []  # messages the bot sent, as returned to it
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
         self._updates: list[JSON] = []
@@ -233,6 +234,7 @@ class FakeTelegram:
         method = request.match_info["method"]
         params = await self._params(request)
         self.calls.append((method, params))
+        self.call_times.append(time.monotonic())  # for benchmarks: when each call arrived
         if self.reject_token or request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         faults = self._faults.get(method.lower())
