@@ -151,7 +151,6 @@ class TelegramChannel(ChannelBase):
     type: Literal["telegram"]
     token: str
     base_url: str | None = None  # a self-hosted Bot API server, e.g. http://127.0.0.1:8081/bot
-    webhook_url: str | None = None
 
 
 class DiscordChannel(ChannelBase):
