@@ -28,6 +28,7 @@ class Inbound:
     scheduled: bool = False
     is_owner: bool = False  # the sender is one of owner.<platform> (may use admin commands)
     scope: str | None = None  # overrides the session key (session_scope: user)
+    turn_id: str | None = None  # set by the daemon's gateway, which journals the turn before queueing it
     time: float = field(default_factory=time.time)
 
     @property

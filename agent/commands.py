@@ -26,7 +26,7 @@ ExecStart={exe} start{config}
 Restart=on-failure
 RestartSec=5
 KillSignal=SIGTERM
-TimeoutStopSec=60
+TimeoutStopSec=90
 
 [Install]
 WantedBy=default.target

@@ -120,7 +120,6 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
     runtime = build_runtime(config, config_path)
     state.mkdir(exist_ok=True, mode=0o700)
     journal = Journal(state / "journal.jsonl")
-    runtime.service.journal = journal
     pairing = PairingStore(config.workspace_path / "pairing")
     channels: dict[str, Channel] = {}
     holder: list[Supervisor] = []

@@ -23,9 +23,9 @@ DELAYED = "(Delayed: this could not be delivered before reverie restarted.)"
 
 
 class Delivery:
-    def __init__(self, journal: Journal, channels: dict[str, Channel], *, attempts: int = 8,
+    def __init__(self, journal: Journal, channels: dict[str, Channel], *,
                  backoff: tuple[float, ...] = BACKOFF) -> None:
-        self.journal, self.channels, self.attempts, self.backoff = journal, channels, attempts, backoff
+        self.journal, self.channels, self.backoff = journal, channels, backoff
         self._chat_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -65,23 +65,36 @@ class Delivery:
             logger.error("no channel %r for a %s to %s; dropping it", out.channel, out.kind, out.chat_id)
             self.journal.abandoned(iid, f"no channel {out.channel}")
             return
-        async with self._chat_locks[(out.channel, out.chat_id)]:
-            for attempt in range(self.attempts):
-                try:
-                    platform_id = await channel.send(out)
-                except DeliveryError as exc:
-                    if not exc.retryable or attempt == self.attempts - 1:
-                        logger.error("giving up on a %s to %s/%s: %s", out.kind, out.channel, out.chat_id, exc)
-                        self.journal.abandoned(iid, str(exc))
-                        return
-                    wait = max(exc.retry_after or 0.0, self.backoff[min(attempt, len(self.backoff) - 1)])
-                    logger.warning("send to %s/%s failed (%s); retrying in %.0f s", out.channel, out.chat_id,
-                                   exc, wait)
-                    await asyncio.sleep(wait)
-                    continue
-                except Exception:  # supervision boundary: a bug in one adapter must not stop delivery
-                    logger.exception("unexpected failure sending to %s/%s", out.channel, out.chat_id)
-                    await asyncio.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
-                    continue
+        key = (out.channel, out.chat_id)
+        try:
+            async with self._chat_locks[key]:
+                await self._attempts(iid, out, channel)
+        finally:
+            lock = self._chat_locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._chat_locks[key]  # no one else waits for this chat
+
+    async def _attempts(self, iid: str, out: Outbound, channel: Channel) -> None:
+        """Until the platform confirms it. Only a failure that can never succeed gives up: an outage of
+        any length is waited out (and a stop leaves the intent for the next start)."""
+        attempt = 0
+        while True:
+            wait = self.backoff[min(attempt, len(self.backoff) - 1)]
+            attempt += 1
+            try:
+                platform_id = await channel.send(out)
+            except DeliveryError as exc:
+                if not exc.retryable:
+                    logger.error("giving up on a %s to %s/%s: %s", out.kind, out.channel, out.chat_id, exc)
+                    self.journal.abandoned(iid, str(exc))
+                    return
+                wait = max(exc.retry_after or 0.0, wait)
+                logger.warning("send %d to %s/%s failed (%s); retrying in %.0f s", attempt, out.channel,
+                               out.chat_id, exc, wait)
+            except Exception:  # supervision boundary: a bug in one adapter must not stop delivery
+                logger.exception("unexpected failure sending to %s/%s (attempt %d); retrying in %.0f s",
+                                 out.channel, out.chat_id, attempt, wait)
+            else:
                 self.journal.receipt(iid, platform_id)
                 return
+            await asyncio.sleep(wait)

@@ -7,6 +7,7 @@ the owner, and nothing dropped while the daemon drains.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -35,10 +36,18 @@ class Gateway:
         word = msg.text.strip().split(maxsplit=1)[0].lower() if msg.text.strip() else ""
         if word in ADMIN:
             await self._admin(msg, word)
-        elif self.draining:  # stopping: keep it for the next start instead of losing it
-            self.journal.turn_started(msg, uuid.uuid4().hex[:12])
+        elif word == "/stop":  # acts on the running turn at once; never replayed after a restart
+            if self.draining:
+                await self._reply(msg, "reverie is restarting; a running answer finishes or resumes shortly.")
+            else:
+                await self.bus.publish_inbound(msg)
         else:
-            await self.bus.publish_inbound(msg)
+            # Journaled as soon as it is seen (and before any await), so a crash or a drain that runs out
+            # of time while it waits in its chat's queue resumes it at the next start.
+            msg = dataclasses.replace(msg, turn_id=uuid.uuid4().hex[:12])
+            self.journal.turn_started(msg, msg.turn_id or "")
+            if not self.draining:
+                await self.bus.publish_inbound(msg)
         return True
 
     async def _admin(self, msg: Inbound, word: str) -> None:
@@ -48,6 +57,9 @@ class Gateway:
             text = self.status()
         else:
             text = self._pairing(msg, word)
+        await self._reply(msg, text)
+
+    async def _reply(self, msg: Inbound, text: str) -> None:
         await self.bus.publish_outbound(Outbound(msg.channel, msg.chat_id, MASK(text), "reply", msg.thread_id,
                                                  msg.message_id, uuid.uuid4().hex[:12]))
 

@@ -35,23 +35,48 @@ class Pending:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, compact_at: int = 4_000_000) -> None:
+        self.path, self.compact_at = path, compact_at
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # What is still open, once pending() has read the file: the file is rewritten with just this
+        # whenever it grows past ``compact_at`` bytes, so a long-running daemon keeps it small.
+        self._turns: dict[str, dict[str, Any]] | None = None
+        self._intents: dict[str, dict[str, Any]] = {}
 
     def turn_started(self, msg: Inbound, turn_id: str) -> None:
-        self._write({"op": "turn", "turn": turn_id, "in": dataclasses.asdict(msg)})
+        record = {"op": "turn", "turn": turn_id, "in": dataclasses.asdict(msg)}
+        self._write(record)
+        if self._turns is not None:
+            self._turns[turn_id] = record
 
     def intent(self, out: Outbound) -> str:
         iid = uuid.uuid4().hex[:16]
-        self._write({"op": "intent", "id": iid, "out": dataclasses.asdict(out)})
+        record = {"op": "intent", "id": iid, "out": dataclasses.asdict(out)}
+        self._write(record)
+        if self._turns is not None:
+            self._intents[iid] = record
+            if out.kind in FINAL and out.turn_id:
+                self._turns.pop(out.turn_id, None)
         return iid
 
     def receipt(self, iid: str, platform_id: str | None) -> None:
         self._write({"op": "receipt", "id": iid, "platform_id": platform_id})
+        self._closed(iid)
 
     def abandoned(self, iid: str, reason: str) -> None:
         self._write({"op": "abandoned", "id": iid, "reason": reason[:300]})
+        self._closed(iid)
+
+    def _closed(self, iid: str) -> None:
+        if self._turns is None:
+            return
+        self._intents.pop(iid, None)
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > self.compact_at:
+            self._rewrite([*self._turns.values(), *self._intents.values()])
 
     def pending(self) -> Pending:
         """Unfinished work from earlier runs; rewrites the file to hold only that."""
@@ -69,6 +94,7 @@ class Journal:
             elif op in ("receipt", "abandoned"):
                 intents.pop(record["id"], None)
         self._rewrite([*turns.values(), *intents.values()])
+        self._turns, self._intents = dict(turns), dict(intents)
         return Pending([(t, Inbound(**_tuples(r["in"]))) for t, r in turns.items() if _valid(Inbound, r["in"])],
                        [(i, Outbound(**r["out"])) for i, r in intents.items() if _valid(Outbound, r["out"])])
 

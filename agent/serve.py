@@ -67,19 +67,21 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
 
 async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[asyncio.Task[None]],
                 timeout: float) -> None:  # noqa: ASYNC109 (a deadline for the whole drain)
+    """Everything within ``timeout`` plus at most 10 s for the channels to close (systemd allows more)."""
     runtime = daemon.runtime
+    deadline = asyncio.get_running_loop().time() + timeout
     daemon.gateway.draining = True  # from now on, new messages wait in the journal for the next start
     service.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await service
     while not runtime.bus.inbound.empty():  # already on the bus: still answered now
         runtime.service.dispatch(runtime.bus.inbound.get_nowait())
-    await runtime.service.drain(timeout)
+    await runtime.service.drain(_left(deadline))
     for _ in range(100):  # let the pumps turn the last replies into journaled deliveries
         if all(runtime.bus.outbound(label).empty() for label in daemon.channels):
             break
         await asyncio.sleep(0.01)
-    left = await daemon.delivery.flush(timeout)
+    left = await daemon.delivery.flush(max(_left(deadline), 1.0))
     if left:
         logger.warning("%d replies were not confirmed before stopping; they are sent at the next start", left)
     for task in background:
@@ -88,6 +90,10 @@ async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[as
     await asyncio.gather(*(_stop(label, ch.stop()) for label, ch in daemon.channels.items()))
     daemon.supervisor.write_status()
     logger.info("stopped")
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 async def _stop(label: str, stopping: object) -> None:

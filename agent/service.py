@@ -20,7 +20,6 @@ from agent.compaction import Compactor
 from agent.config import AgentConfig
 from agent.context import SystemPrompt, render
 from agent.errors import ContextOverflow, ProviderError, ReverieError
-from agent.journal import Journal
 from agent.logs import MASK
 from agent.loop import Model, run_turn
 from agent.tools.registry import ToolContext, ToolRegistry
@@ -46,11 +45,10 @@ class Turn:
 class AgentService:
     def __init__(self, bus: MessageBus, sessions: SessionStore, tools: ToolRegistry, tool_ctx: ToolContext,
                  prompt: SystemPrompt, models: Callable[[Inbound], Model], usage: UsageLog,
-                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192,
-                 journal: Journal | None = None) -> None:
+                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192) -> None:
         self.bus, self.sessions, self.tools, self.tool_ctx = bus, sessions, tools, tool_ctx
         self.prompt, self.models, self.usage, self.agent = prompt, models, usage, agent
-        self.compactor, self.max_tokens, self.journal = compactor, max_tokens, journal
+        self.compactor, self.max_tokens = compactor, max_tokens
         self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None]]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
@@ -63,7 +61,7 @@ class AgentService:
 
     def dispatch(self, msg: Inbound, resume: str | None = None) -> None:
         """Queue ``msg`` behind its session's earlier messages; ``resume`` continues a turn from a crash."""
-        if msg.text.strip().lower() == "/stop" and resume is None:
+        if msg.text.strip().lower() == "/stop":
             if not self.cancel(msg.session_key):  # a cancelled turn answers "Stopped." itself
                 self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", "Nothing is running.", "reply"))
             return
@@ -109,10 +107,8 @@ class AgentService:
                     logger.exception("turn for %s failed outside the usual error paths", key)
 
     async def handle(self, msg: Inbound, resume: str | None = None) -> None:
-        turn_id = resume or uuid.uuid4().hex[:12]
+        turn_id = resume or msg.turn_id or uuid.uuid4().hex[:12]
         try:
-            if self.journal is not None and resume is None:
-                self.journal.turn_started(msg, turn_id)  # first: a crash after this resumes the turn
             if msg.text.startswith("/") and await self._command(msg, turn_id):
                 return
             turn = Turn(msg, await asyncio.to_thread(self.sessions.get, msg.session_key), turn_id,

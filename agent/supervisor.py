@@ -43,7 +43,8 @@ class Supervisor:
             except Exception as exc:  # supervision boundary: one platform must not stop the others
                 wait = backoff[min(attempt, len(backoff) - 1)]
                 # adapters do not know their place in the list; name the key the owner has to fix
-                channel.state.down(str(exc).replace("channels[N]", f"channels[{list(self.channels).index(label)}]"))
+                where = f"channels[{list(self.channels).index(label)}]"
+                channel.state.down(str(exc).replace("channels[N]", where).replace("channels[]", where))
                 self.write_status()
                 logger.warning("channel %s did not start (%s); retrying in %.0f s", label, channel.state.last_error,
                                wait)

@@ -51,7 +51,8 @@ class SeenStore:
                 continue  # a torn last line after a crash
             if isinstance(key, str) and isinstance(when, int | float) and when > cutoff:
                 seen[key] = float(when)
-        newest = sorted(seen.items(), key=lambda kv: kv[1])[-self.max_entries:]
+        keep = self.max_entries * 9 // 10  # room to grow before the next rewrite
+        newest = sorted(seen.items(), key=lambda kv: kv[1])[-keep:]
         self._seen = dict(newest)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

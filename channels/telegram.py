@@ -73,8 +73,10 @@ class TelegramAdapter:
         # PTB 22 warns on every RetryAfter that retry_after will become a timedelta; _seconds takes both.
         warnings.filterwarnings("ignore", message=r"(?s).*`retry_after` will be of type")
         # PTB sends over one pooled connection by default; replies to many chats would queue behind each other
+        from channels.telegram_updates import PerChatOrder
+
         builder = (Application.builder().token(self.config.token).job_queue(None).connection_pool_size(32)
-                   .get_updates_request(_watched_polling(self._poll_ok)))
+                   .concurrent_updates(PerChatOrder()).get_updates_request(_watched_polling(self._poll_ok)))
         if self.config.base_url:
             base = self.config.base_url.rstrip("/")
             files = base[: -len("/bot")] + "/file/bot" if base.endswith("/bot") else base + "/file/bot"
@@ -113,14 +115,15 @@ class TelegramAdapter:
             raise self._down(f"Telegram polling could not start for channel {self.name!r}: {exc}") from exc
 
     async def stop(self) -> None:
-        app, self._app = self._app, None
+        app = self._app
         tasks = list(self._typing.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._typing.clear()
         if app is not None:
-            await self._close(app)
+            await self._close(app)  # updates already fetched are still handed over while it closes
+            self._app = None
             self.state.connected = False
 
     async def _close(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -167,3 +167,59 @@ async def test_turn_cut_by_a_crash_mid_tool_continues_from_the_session(tmp_path:
     assert reply.text.endswith("here they are")
     body = json.dumps(fake_llm.requests[0].body)
     assert body.count("list files") == 1 and "toolu_9" in body
+
+
+async def test_an_outage_of_any_length_is_waited_out(tmp_path: Path) -> None:
+    channel = Recorder([DeliveryError("network down") for _ in range(30)])
+    journal = Journal(tmp_path / "j.jsonl")
+    delivery = Delivery(journal, {"test": channel}, backoff=(0.001,))
+    delivery.submit(journal.intent(out("hello")), out("hello"))
+    await delivery.flush(10)
+    assert [o.text for o in channel.sent] == ["hello"]
+    assert '"op":"abandoned"' not in (tmp_path / "j.jsonl").read_text()
+
+
+async def test_a_stop_during_an_outage_leaves_the_reply_for_the_next_start(tmp_path: Path) -> None:
+    channel = Recorder([DeliveryError("network down") for _ in range(1000)])
+    journal = Journal(tmp_path / "j.jsonl")
+    delivery = Delivery(journal, {"test": channel}, backoff=(0.01,))
+    delivery.submit(journal.intent(out("hello")), out("hello"))
+    assert await delivery.flush(0.1) == 1
+    assert [o.text for _, o in Journal(tmp_path / "j.jsonl").pending().intents] == ["hello"]
+
+
+async def test_a_message_waiting_behind_a_running_turn_survives_a_crash(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm)
+    journal = Journal(tmp_path / "j.jsonl")
+    gateway = Gateway(runtime.bus, journal, SeenStore(tmp_path / "seen.jsonl"), PairingStore(tmp_path / "p"),
+                      lambda: "")
+    await gateway.publish(Inbound("test", "c1", "u1", "first", message_id="1"))
+    await gateway.publish(Inbound("test", "c1", "u1", "second", message_id="2"))
+    # the process dies here: nothing ran yet, both were only queued in memory
+    pending = Journal(tmp_path / "j.jsonl").pending()
+    assert [m.text for _, m in pending.turns] == ["first", "second"]
+    assert all(m.turn_id == t for t, m in pending.turns)
+
+
+async def test_stop_is_never_replayed_after_a_restart(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm)
+    journal = Journal(tmp_path / "j.jsonl")
+    gateway = Gateway(runtime.bus, journal, SeenStore(tmp_path / "seen.jsonl"), PairingStore(tmp_path / "p"),
+                      lambda: "")
+    gateway.draining = True
+    await gateway.publish(Inbound("test", "c1", "u1", "/stop", message_id="5"))
+    assert journal.pending().turns == []
+    assert "restarting" in runtime.bus.outbound("test").get_nowait().text
+
+
+def test_the_journal_stays_small_in_a_long_running_daemon(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl", compact_at=20_000)
+    journal.pending()
+    for i in range(300):
+        msg = Inbound("test", "c1", "u1", "x" * 200, message_id=str(i))
+        journal.turn_started(msg, f"t{i}")
+        journal.receipt(journal.intent(out("y" * 200, turn=f"t{i}")), "m")
+    journal.turn_started(Inbound("test", "c1", "u1", "still open"), "open")
+    journal.receipt(journal.intent(out("z", turn="other")), "m")
+    assert (tmp_path / "j.jsonl").stat().st_size < 25_000
+    assert [m.text for _, m in Journal(tmp_path / "j.jsonl").pending().turns] == ["still open"]

@@ -321,7 +321,7 @@ async def test_unreachable_gateway_times_out(fake: FakeDiscord, monkeypatch: pyt
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(url))  # REST works, no gateway
     rig = make_rig(tmp_path)
     rig.adapter.ready_timeout = 0.3
-    with pytest.raises(ChannelError, match="did not become ready|Cannot connect to Discord"):
+    with pytest.raises(ChannelError, match=r"did not become ready|Cannot connect to Discord"):
         await rig.adapter.start()
     assert not rig.adapter.state.connected
 
