@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -27,15 +26,11 @@ import yaml  # noqa: E402
 
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.llm import Delay, FakeLLM, Turn  # noqa: E402
+from tests.fakes.process import clean_env, reverie_command  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 
 Row = tuple[str, str, str]
-
-
-def reverie() -> list[str]:
-    script = Path(sys.executable).parent / "reverie"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
 
 
 def write_config(tmp: Path, llm: FakeLLM, channels: list[dict[str, Any]], chats: int) -> Path:
@@ -52,9 +47,8 @@ def write_config(tmp: Path, llm: FakeLLM, channels: list[dict[str, Any]], chats:
 
 
 async def start_daemon(config: Path, tmp: Path, patch: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    env.update(HOME=str(tmp), NO_PROXY="127.0.0.1", **(patch or {}))
-    return await asyncio.create_subprocess_exec(*reverie(), "start", "--config", str(config), env=env,
+    env = clean_env(tmp) | (patch or {})
+    return await asyncio.create_subprocess_exec(*reverie_command(), "start", "--config", str(config), env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 

@@ -28,14 +28,10 @@ from agent.types import Message, Request  # noqa: E402
 from sessions import SessionStore  # noqa: E402
 from tests.fakes.llm import FakeLLM, Turn  # noqa: E402
 from tests.fakes.prefix import is_prefix_extension  # noqa: E402
+from tests.fakes.process import reverie_command  # noqa: E402
 from tests.fakes.runtime import Chat, runtime_for  # noqa: E402
 
 Row = tuple[str, str, str]
-
-
-def reverie() -> list[str]:
-    script = Path(sys.executable).parent / "reverie"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
 
 
 def timed_run(args: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -66,12 +62,12 @@ def one_shot(runs: int = 10) -> list[Row]:
             env.update(HOME=tmp, NO_PROXY="127.0.0.1")
             for name, extra in (("anthropic", {"ANTHROPIC_API_KEY": "sk-bench", "ANTHROPIC_BASE_URL": url}),
                                 ("openai-compatible", {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": url + "/v1"})):
-                times, peaks = zip(*(timed_run([*reverie(), "chat", "-m", "hi"], env | extra) for _ in range(runs)),
+                times, peaks = zip(*(timed_run([*reverie_command(), "chat", "-m", "hi"], env | extra) for _ in range(runs)),
                                    strict=True)
                 rows.append((f"one-shot `reverie chat -m` ({name})", f"{statistics.median(times):.3f} s",
                              "<= 1.2 s" if name == "anthropic" else "<= 0.8 s"))
                 rows.append((f"one-shot peak RSS ({name})", f"{statistics.median(peaks)} MB", "<= 110 MB"))
-            helps = [timed_run([*reverie(), "--help"], env)[0] for _ in range(runs)]
+            helps = [timed_run([*reverie_command(), "--help"], env)[0] for _ in range(runs)]
             rows.append(("`reverie --help`", f"{statistics.median(helps):.3f} s", "<= 0.25 s"))
     finally:
         fake.terminate()

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from pathlib import Path
 
 import yaml
 
 from tests.fakes.llm import Fail, FakeLLM, Turn
+from tests.fakes.process import clean_env, reverie_command
 
 SECRET = "sk-ant-e2e-SECRET-0123456789abcdef"
 
 
-def reverie_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "reverie"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
-
-
-def base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "OPENAI_", "REVERIE_")) and not k.endswith("_API_KEY")}
-    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
-    return env
+reverie_cmd = reverie_command
+base_env = clean_env
 
 
 def write_config(tmp_path: Path, fake: FakeLLM, api: str = "anthropic", **llm: object) -> Path:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +12,14 @@ import pytest
 import yaml
 
 from tests.fakes.llm import Delay, FakeLLM, Turn
+from tests.fakes.process import clean_env, reverie_command
 from tests.fakes.telegram import FakeTelegram
 
 OWNER = 111
 
 
-def reverie_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "reverie"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
-
-
-def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "REVERIE_"))}
-    return env | {"HOME": str(home), "PYTHONUNBUFFERED": "1"}
+reverie_cmd = reverie_command
+env_for = clean_env
 
 
 def write_config(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, **extra: Any) -> Path:
