@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the work failed (model error, refused), 2 configuration or
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,52 +16,20 @@ from typing import Any
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _chat(args: argparse.Namespace) -> int:
-    from agent.chat import run_chat
+def lazy(target: str) -> Handler:
+    """A handler that imports ``module:function`` only when its subcommand runs."""
 
-    return run_chat(args)
+    def handler(args: argparse.Namespace) -> int:
+        module, name = target.split(":")
+        return int(getattr(importlib.import_module(module), name)(args))
 
-
-def _init(args: argparse.Namespace) -> int:
-    from agent.initconfig import run_init
-
-    return run_init(args)
+    return handler
 
 
-def _usage(args: argparse.Namespace) -> int:
-    from agent.initconfig import run_usage
-
-    return run_usage(args)
-
-
-def _config(args: argparse.Namespace) -> int:
-    from agent.initconfig import run_config_check
-
-    return run_config_check(args)
-
-
-def _start(args: argparse.Namespace) -> int:
-    from agent.serve import run_start
-
-    return run_start(args)
-
-
-def _status(args: argparse.Namespace) -> int:
-    from agent.commands import run_status
-
-    return run_status(args)
-
-
-def _service(args: argparse.Namespace) -> int:
-    from agent.commands import run_service_install
-
-    return run_service_install(args)
-
-
-def _pair(args: argparse.Namespace) -> int:
-    from agent.commands import run_pair
-
-    return run_pair(args)
+_chat, _init = lazy("agent.chat:run_chat"), lazy("agent.initconfig:run_init")
+_usage, _config = lazy("agent.initconfig:run_usage"), lazy("agent.initconfig:run_config_check")
+_start, _status = lazy("agent.serve:run_start"), lazy("agent.commands:run_status")
+_service, _pair = lazy("agent.commands:run_service_install"), lazy("agent.commands:run_pair")
 
 
 def build_parser() -> argparse.ArgumentParser:

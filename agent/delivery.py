@@ -13,13 +13,13 @@ import logging
 from collections import defaultdict
 
 from agent.bus import MessageBus, Outbound
-from agent.journal import Journal
+from agent.journal import DELAYED, Journal
 from channels.base import Channel, DeliveryError
 
 logger = logging.getLogger(__name__)
 SENT = ("reply", "error", "notice")
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-DELAYED = "(Delayed: this could not be delivered before reverie restarted.)"
+RESENT = f"{DELAYED}this could not be delivered before reverie restarted.)"
 
 
 class Delivery:
@@ -45,7 +45,7 @@ class Delivery:
     def redeliver(self, intents: list[tuple[str, Outbound]]) -> None:
         """Send what an earlier run promised but never confirmed, marked as delayed."""
         for iid, out in intents:
-            text = out.text if out.text.startswith("(Delayed") else f"{DELAYED}\n\n{out.text}"
+            text = out.text if out.text.startswith(DELAYED) else f"{RESENT}\n\n{out.text}"
             self.submit(iid, Outbound(out.channel, out.chat_id, text, out.kind, out.thread_id, out.reply_to,
                                       out.turn_id))
 

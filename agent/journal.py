@@ -26,6 +26,7 @@ from agent.bus import Inbound, Outbound
 
 logger = logging.getLogger(__name__)
 FINAL = ("reply", "error")
+DELAYED = "(Delayed: "  # how every reply that is late because of a restart begins
 
 
 @dataclass

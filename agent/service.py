@@ -20,6 +20,7 @@ from agent.compaction import Compactor
 from agent.config import AgentConfig
 from agent.context import SystemPrompt, render
 from agent.errors import ContextOverflow, ProviderError, ReverieError
+from agent.journal import DELAYED
 from agent.logs import MASK
 from agent.loop import Model, run_turn
 from agent.tools.registry import ToolContext, ToolRegistry
@@ -28,7 +29,7 @@ from agent.usage import UsageLog
 from sessions import Session, SessionStore
 
 logger = logging.getLogger(__name__)
-DELAYED = "(Delayed: reverie restarted while answering this.)"
+RESUMED = f"{DELAYED}reverie restarted while answering this.)"
 HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk), /usage shows today's "
         "token use and cost, /stop cancels the running answer, /help shows this.")
 
@@ -234,7 +235,7 @@ class AgentService:
 
     async def _say(self, turn: Turn, text: str, kind: OutKind) -> None:
         if turn.delayed and kind in ("reply", "error"):
-            text = f"{DELAYED}\n\n{text}"
+            text = f"{RESUMED}\n\n{text}"
         await self._publish(turn.msg, turn.turn_id, text, kind)
 
     async def _publish(self, msg: Inbound, turn_id: str, text: str, kind: OutKind) -> None:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from agent.bus import Inbound, Outbound
-from agent.delivery import DELAYED, Delivery
+from agent.delivery import RESENT, Delivery
 from agent.gateway import Gateway
 from agent.journal import Journal
-from agent.service import DELAYED as TURN_DELAYED
+from agent.service import RESUMED
 from agent.types import Message
 from channels.access import PairingStore
 from channels.base import ChannelState, DeliveryError
@@ -96,7 +96,7 @@ async def test_unconfirmed_replies_are_resent_marked_as_delayed(tmp_path: Path) 
     delivery = Delivery(journal, {"test": channel})
     delivery.redeliver(Journal(tmp_path / "j.jsonl").pending().intents)
     await delivery.flush(5)
-    assert channel.sent[0].text == f"{DELAYED}\n\nthe answer"
+    assert channel.sent[0].text == f"{RESENT}\n\nthe answer"
     assert journal.pending().intents == []
 
 
@@ -134,7 +134,7 @@ async def test_messages_arriving_while_draining_wait_for_the_next_start(tmp_path
         for turn_id, msg in journal.pending().turns:
             runtime.service.dispatch(msg, resume=turn_id)
         reply = await Chat(runtime).final()
-    assert reply.text == f"{TURN_DELAYED}\n\nanswered after restart"
+    assert reply.text == f"{RESUMED}\n\nanswered after restart"
     assert "late message" in json.dumps(fake_llm.requests[0].body)
 
 
