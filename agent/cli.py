@@ -30,6 +30,7 @@ _chat, _init = lazy("agent.chat:run_chat"), lazy("agent.initconfig:run_init")
 _usage, _config = lazy("agent.initconfig:run_usage"), lazy("agent.initconfig:run_config_check")
 _start, _status = lazy("agent.serve:run_start"), lazy("agent.commands:run_status")
 _service, _pair = lazy("agent.commands:run_service_install"), lazy("agent.commands:run_pair")
+_mcp, _skill = lazy("agent.mcp.cli:run_mcp"), lazy("skills.cli:run_skill")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     pair = _add(sub, "pair", _pair, common, "approve, list or revoke people who may talk to the bot")
     pair.add_argument("action", choices=["approve", "list", "revoke"])
     pair.add_argument("args", nargs="*", metavar="ARG", help="approve CODE | revoke CHANNEL USER_ID")
+    mcp = _add(sub, "mcp", _mcp, common, "list the configured MCP servers and their tools, or call one tool")
+    mcp.add_argument("action", choices=["list", "call"])
+    mcp.add_argument("args", nargs="*", metavar="ARG", help="call SERVER TOOL ['{\"json\": \"arguments\"}']")
+    skill = _add(sub, "skill", _skill, common, "list, show, install or remove skills")
+    skill.add_argument("action", choices=["list", "show", "install", "remove"])
+    skill.add_argument("target", nargs="?", metavar="NAME_OR_SOURCE",
+                       help="show/remove NAME | install PATH_OR_GIT_URL")
+    skill.add_argument("--yes", "-y", action="store_true", help="do not ask before installing or removing")
+    skill.add_argument("--force", action="store_true", help="install over an existing skill of the same name")
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")
     _add(sub, "config", _config, common, "check the config file and show what it resolves to")
     return parser

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import prompts
-from agent.types import Block, Message, ToolSpec
+from agent.types import Block, Message, ToolSpec, result_text
 
 logger = logging.getLogger(__name__)
 WORKSPACE_PROMPTS = ("AGENTS.md", "SOUL.md")
@@ -76,7 +76,9 @@ def render(messages: list[Message], summary: str | None) -> list[Message]:
 
 
 def _rendered(msg: Message) -> Message:
-    if msg.role != "user" or msg.kind not in ("chat", "scheduled") or msg.tool_results:
+    if msg.role == "user" and msg.tool_results:
+        return _with_tool_images(msg)
+    if msg.role != "user" or msg.kind not in ("chat", "scheduled"):
         return msg
     cached: Message | None = msg.cache.get("rendered")
     if cached is None:
@@ -85,6 +87,15 @@ def _rendered(msg: Message) -> Message:
         content = [{"type": "text", "text": f"[{label} {when}]"}, *(_load_image(b) for b in msg.content)]
         cached = msg.cache["rendered"] = Message("user", content, msg.time, msg.sender, msg.msg_id, msg.kind)
     return cached
+
+
+def _with_tool_images(msg: Message) -> Message:
+    """Tool results that returned images (stored by path) carry the bytes when sent."""
+    if not any(isinstance(b.get("content"), list) for b in msg.content):
+        return msg
+    content = [{**b, "content": [_load_image(x) for x in b["content"]]} if isinstance(b.get("content"), list)
+               else b for b in msg.content]
+    return Message(msg.role, content, msg.time, msg.sender, msg.msg_id, msg.kind)
 
 
 def _load_image(block: Block) -> Block:
@@ -113,7 +124,9 @@ def estimate(msg: Message) -> int:
         elif kind == "tool_use":
             chars += len(block.get("name", "")) + len(json.dumps(block.get("input", {}), ensure_ascii=False))
         elif kind == "tool_result":
-            chars += len(str(block.get("content", "")))
+            content = block.get("content", "")
+            images = sum(1 for b in content if b.get("type") == "image") if isinstance(content, list) else 0
+            chars += len(result_text(content)) + images * IMAGE_TOKENS * 4
     return chars // 4 + 4
 
 
@@ -165,6 +178,6 @@ def transcript(messages: list[Message], limit_chars: int) -> str:
                 args = json.dumps(block.get("input", {}), ensure_ascii=False)[:300]
                 lines.append(f"Assistant called {block.get('name')}({args})")
             elif kind == "tool_result":
-                lines.append(f"Tool result: {str(block.get('content', ''))[:500]}")
+                lines.append(f"Tool result: {result_text(block.get('content', ''))[:500]}")
     text = "\n".join(lines)
     return text if len(text) <= limit_chars else "[...]\n" + text[-limit_chars:]

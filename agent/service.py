@@ -205,7 +205,8 @@ class AgentService:
         async def on_tool(call: ToolCall) -> None:
             await self._say(turn, describe_call(call), "tool")
 
-        ctx = ToolContext(self.tool_ctx.workspace, self.tool_ctx.config, self.tool_ctx.protected, session.key)
+        ctx = ToolContext(self.tool_ctx.workspace, self.tool_ctx.config, self.tool_ctx.protected, session.key,
+                          turn.msg)
         result = await run_turn(model, self.tools, ctx, session, build, max_steps=self.agent.max_steps,
                                 on_text=on_text, on_tool=on_tool)
         return result.text

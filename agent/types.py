@@ -21,6 +21,18 @@ from typing import Any, Literal, Protocol
 Block = dict[str, Any]
 Role = Literal["user", "assistant"]
 StopReason = Literal["end", "tool_use", "max_tokens", "refusal", "pause", "context_exceeded"]
+# What a tool returns: plain text, or text and image blocks (images by ``path`` in the workspace).
+ToolOutput = str | list[Block]
+
+
+def result_text(content: Any) -> str:
+    """The text of a ``tool_result`` content (a string, or a list of text and image blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") if b.get("type") == "text" else "[image]"
+                         for b in content if isinstance(b, dict))
+    return str(content)
 
 
 @dataclass

@@ -117,8 +117,10 @@ def _block(block: Block) -> Block:
         return {"type": "image", "source": {"type": "base64", "media_type": block["media_type"],
                                             "data": block["data"]}}
     if kind == "tool_result":
-        return {"type": "tool_result", "tool_use_id": block["tool_use_id"],
-                "content": str(block.get("content", "")), "is_error": bool(block.get("is_error"))}
+        content = block.get("content", "")
+        wire = [_block(b) for b in content] if isinstance(content, list) else str(content)
+        return {"type": "tool_result", "tool_use_id": block["tool_use_id"], "content": wire,
+                "is_error": bool(block.get("is_error"))}
     if kind == "tool_use":
         return {"type": "tool_use", "id": block["id"], "name": block["name"], "input": block.get("input", {})}
     return {"type": "text", "text": str(block.get("text", ""))}

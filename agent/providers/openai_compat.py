@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.errors import ContextOverflow, ProviderError
 from agent.providers.anthropic import _api_message, _is_transport_error
-from agent.types import Block, Completion, Message, Request, StopReason, TextSink, ToolCall, Usage
+from agent.types import Block, Completion, Message, Request, StopReason, TextSink, ToolCall, Usage, result_text
 
 logger = logging.getLogger(__name__)
 _STOPS: dict[str | None, StopReason] = {
@@ -186,10 +186,16 @@ def _items(msg: Message) -> list[dict[str, Any]]:
     if msg.role == "assistant":
         return [_assistant(msg)]
     items = []
+    images: list[Block] = []  # tool messages carry text only: images a tool returned follow as user content
     for result in msg.tool_results:
-        content = str(result.get("content", ""))
+        content = result_text(result.get("content", ""))
         items.append({"role": "tool", "tool_call_id": result["tool_use_id"],
                       "content": f"Error: {content}" if result.get("is_error") else content})
+        if isinstance(result.get("content"), list):
+            images += [b for b in result["content"] if b.get("type") == "image" and "data" in b]
+    if images:
+        msg = Message("user", [{"type": "text", "text": "[Images returned by the tools above]"}, *images,
+                               *[b for b in msg.content if b.get("type") != "tool_result"]])
     user = _user(msg)
     return [*items, user] if user is not None else items
 

@@ -32,14 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from agent.bus import Inbound
 from agent.config import ToolsConfig
 from agent.errors import ToolError
-from agent.types import Block, ToolCall, ToolSpec
+from agent.types import Block, ToolCall, ToolOutput, ToolSpec
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[["ToolContext", dict[str, Any]], Awaitable[str]]
-F = TypeVar("F", bound=Callable[..., Awaitable[str]])
+Handler = Callable[["ToolContext", dict[str, Any]], Awaitable[ToolOutput]]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SIMPLE: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -54,6 +55,7 @@ class ToolContext:
     config: ToolsConfig
     protected: tuple[Path, ...] = ()  # absolute paths tools may never read or write (the config file, etc.)
     session_key: str = ""
+    inbound: Inbound | None = None  # the message that started this turn (where a reminder or result goes)
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).expanduser().resolve()
@@ -74,7 +76,7 @@ class ToolRegistry:
         self._tools: dict[str, _Tool] = {}
         self.incidents = 0  # unexpected exceptions seen by run(), for health reporting
 
-    def register(self, fn: Callable[..., Awaitable[str]], *, name: str | None = None,
+    def register(self, fn: Callable[..., Awaitable[ToolOutput]], *, name: str | None = None,
                  read_only: bool = False) -> None:
         """Add an async function ``fn(ctx, ...) -> str``; its docstring and signature become the spec."""
         spec = spec_from_function(fn, name)
@@ -96,6 +98,23 @@ class ToolRegistry:
         if spec.name in self._tools:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
         self._tools[spec.name] = _Tool(spec, handler, read_only)
+
+    def remove(self, name: str) -> None:
+        """Forget a tool (an MCP server withdrew it); unknown names are ignored."""
+        self._tools.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def subset(self, names: list[str] | None = None, *, exclude: tuple[str, ...] = ()) -> ToolRegistry:
+        """A registry sharing these tools (all when ``names`` is None), minus ``exclude``."""
+        unknown = sorted(set(names or ()) - set(self._tools))
+        if unknown:
+            raise ToolError(f"Unknown tool {unknown[0]!r}. Available tools: {', '.join(self.names())}.")
+        child = ToolRegistry()
+        child._tools = {n: t for n, t in self._tools.items()
+                        if (names is None or n in names) and n not in exclude}
+        return child
 
     def specs(self) -> list[ToolSpec]:
         """Every tool's spec, sorted by name so the prompt prefix stays byte-identical."""
@@ -119,9 +138,9 @@ class ToolRegistry:
                        "the owner can find it in the log.")
             is_error = True
         return {"type": "tool_result", "tool_use_id": call.id,
-                "content": truncate(content, ctx.config.max_result_chars), "is_error": is_error}
+                "content": _shorten(content, ctx.config.max_result_chars), "is_error": is_error}
 
-    async def _call(self, call: ToolCall, ctx: ToolContext) -> str:
+    async def _call(self, call: ToolCall, ctx: ToolContext) -> ToolOutput:
         tool = self._tools.get(call.name)
         if tool is None:
             raise ToolError(f"Unknown tool {call.name!r}. Available tools: {', '.join(sorted(self._tools))}.")
@@ -130,8 +149,11 @@ class ToolRegistry:
                             "Send one JSON object that matches the tool's parameters.")
         arguments = validate_arguments(call.name, tool.spec.parameters, call.arguments)
         result = await tool.handler(ctx, arguments)
+        if isinstance(result, list) and all(isinstance(b, dict) and b.get("type") in ("text", "image")
+                                            for b in result):
+            return result
         if not isinstance(result, str):
-            raise TypeError(f"tool {call.name} returned {type(result).__name__}, expected str")
+            raise TypeError(f"tool {call.name} returned {type(result).__name__}, expected str or blocks")
         return result
 
 
@@ -156,8 +178,22 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:limit]}\n[... truncated {len(text) - limit} characters ...]"
 
 
-def _bind(fn: Callable[..., Awaitable[str]]) -> Handler:
-    async def handler(ctx: ToolContext, arguments: dict[str, Any]) -> str:
+def _shorten(content: ToolOutput, limit: int) -> ToolOutput:
+    """Truncate a result's text; in a list of blocks, the text blocks share the limit."""
+    if isinstance(content, str):
+        return truncate(content, limit)
+    out: list[Block] = []
+    for block in content:
+        if block.get("type") == "text":
+            text = str(block.get("text", ""))
+            block = {"type": "text", "text": truncate(text, max(limit, 0))}
+            limit -= len(text)
+        out.append(block)
+    return out
+
+
+def _bind(fn: Callable[..., Awaitable[ToolOutput]]) -> Handler:
+    async def handler(ctx: ToolContext, arguments: dict[str, Any]) -> ToolOutput:
         return await fn(ctx, **arguments)
 
     return handler
