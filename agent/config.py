@@ -202,6 +202,7 @@ class MemoryConfig(Strict):
 
 class MCPServer(Strict):
     name: str = Field(min_length=1)
+    enabled: bool = True
     transport: Literal["stdio", "http", "sse"] = "stdio"
     command: str | None = None
     args: list[str] = []
@@ -284,6 +285,14 @@ class Config(Strict):
     cron: CronConfig = CronConfig()
     sessions: SessionsConfig = SessionsConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _unique_mcp_names(self) -> Config:
+        names = [s.name for s in self.mcp_servers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two mcp_servers are named {twice[0]!r}; give each server its own name")
+        return self
 
     @property
     def workspace_path(self) -> Path:
