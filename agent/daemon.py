@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.bus import Inbound, MessageBus, Outbound
 from agent.compaction import Compactor
@@ -26,12 +27,15 @@ from agent.loop import Model
 from agent.providers import ModelChain, build_provider
 from agent.service import AgentService, usage_text
 from agent.supervisor import Supervisor
-from agent.tools.registry import ToolContext, builtin_registry
+from agent.tools.registry import ToolContext, ToolRegistry, builtin_registry
 from agent.usage import UsageLog
 from channels.access import Access, PairingStore
 from channels.base import Channel, ChannelContext, DeliveryError
 from channels.dedupe import SeenStore
 from sessions import SessionStore
+
+if TYPE_CHECKING:
+    from agent.mcp import MCPManager
 
 ChannelConfig = TelegramChannel | DiscordChannel | SlackChannel
 
@@ -58,10 +62,15 @@ class Runtime:
     usage: UsageLog
     service: AgentService
     default_model: ModelChain
+    tools: ToolRegistry
+    mcp: MCPManager | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def running(self, drain_timeout: float = 30.0) -> AsyncIterator[Runtime]:
+        """MCP servers up (in parallel), the agent service consuming the bus; all stopped on exit."""
+        if self.mcp is not None:
+            await self.mcp.start(self.tools)
         task = asyncio.create_task(self.service.run(), name="agent service")
         try:
             yield self
@@ -69,7 +78,11 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.service.drain(drain_timeout)
+            try:
+                await self.service.drain(drain_timeout)
+            finally:
+                if self.mcp is not None:
+                    await self.mcp.aclose()
 
 
 def build_runtime(config: Config, config_path: Path | None = None, *, model: str | None = None,
@@ -92,7 +105,16 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     compactor = Compactor(config.agent.context_tokens, TokenCounter())
     service = AgentService(bus, sessions, tools, ctx, SystemPrompt(workspace), models, usage, config.agent,
                            compactor, config.llm.max_tokens)
-    return Runtime(config, workspace, bus, sessions, usage, service, default)
+    return Runtime(config, workspace, bus, sessions, usage, service, default, tools, mcp_manager(config))
+
+
+def mcp_manager(config: Config) -> MCPManager | None:
+    """The MCP client, only when a server is configured (the SDK is imported only then)."""
+    if not any(server.enabled for server in config.mcp_servers):
+        return None
+    from agent.mcp import MCPManager
+
+    return MCPManager(config.mcp_servers, config.workspace_path)
 
 
 def channel_models(config: Config, usage: UsageLog | None) -> dict[str, ModelChain]:

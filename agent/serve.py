@@ -46,12 +46,14 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
         loop.add_signal_handler(sig, stop.set)
     runtime, delivery, supervisor = daemon.runtime, daemon.delivery, daemon.supervisor
     pending = daemon.journal.pending()
-    service = asyncio.create_task(runtime.service.run(), name="agent service")
     background = [asyncio.create_task(delivery.pump(runtime.bus, label), name=f"pump {label}")
                   for label in daemon.channels]
     background += [asyncio.create_task(supervisor.keep_up(label), name=f"start {label}") for label in daemon.channels]
     background.append(asyncio.create_task(supervisor.watch(), name="status"))
     delivery.redeliver(pending.intents)
+    if runtime.mcp is not None:  # channels connect meanwhile; turns wait until every tool is registered
+        await runtime.mcp.start(runtime.tools)
+    service = asyncio.create_task(runtime.service.run(), name="agent service")
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
     if pending.turns or pending.intents:
@@ -88,6 +90,8 @@ async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[as
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
     await asyncio.gather(*(_stop(label, ch.stop()) for label, ch in daemon.channels.items()))
+    if runtime.mcp is not None:
+        await runtime.mcp.aclose()
     daemon.supervisor.write_status()
     logger.info("stopped")
 
