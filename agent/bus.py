@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-OutKind = Literal["reply", "delta", "tool", "notice", "error"]
+OutKind = Literal["reply", "delta", "tool", "notice", "error", "progress"]  # progress: a subagent's step
 
 
 @dataclass(frozen=True)

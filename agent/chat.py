@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from agent.config import Config
 from agent.config_file import load_config
@@ -51,7 +53,18 @@ async def _chat(runtime: object, session: str, message: str | None) -> int:
         try:
             if message is not None:
                 kind, _text = await terminal.ask(message)
-                return 0 if kind == "reply" else 1
+                return await _children(runtime, terminal) if runtime.subagents.active(terminal.session_key) else (
+                    0 if kind == "reply" else 1)
             return await terminal.repl()
         finally:
             await terminal.stop()
+
+
+async def _children(runtime: Any, terminal: Any) -> int:
+    """One-shot chat: wait for the subagents this message started, and the answers their reports bring."""
+    key = terminal.session_key
+    while runtime.subagents.active(key) or len(terminal.finals) < 1 + runtime.subagents.reported[key]:
+        terminal.answered.clear()
+        with contextlib.suppress(TimeoutError):  # re-check now and then: a report may land between checks
+            await asyncio.wait_for(terminal.answered.wait(), 0.5)
+    return 0 if terminal.finals[-1] == "reply" else 1

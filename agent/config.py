@@ -94,6 +94,8 @@ class AgentConfig(Strict):
     context_tokens: int = Field(100_000, ge=2_000)
     max_concurrent_turns: int = Field(16, ge=1, le=1024)
     subagent_model: str | None = None
+    max_subagents: int = Field(4, ge=1, le=64)  # children running at once
+    subagent_max_steps: int = Field(15, ge=1, le=500)  # the most steps a child may take (spawn may ask fewer)
     turn_timeout: float = Field(600.0, gt=0)
 
 

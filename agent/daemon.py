@@ -23,9 +23,10 @@ from agent.delivery import Delivery
 from agent.errors import ChannelError, ConfigError
 from agent.gateway import Gateway
 from agent.journal import Journal
-from agent.loop import Model
 from agent.providers import ModelChain, build_provider
-from agent.service import AgentService, usage_text
+from agent.service import AgentService, Profile, usage_text
+from agent.subagents import CHANNEL as SUBAGENT
+from agent.subagents import Subagents
 from agent.supervisor import Supervisor
 from agent.tools.registry import ToolContext, ToolRegistry, builtin_registry
 from agent.usage import UsageLog
@@ -63,6 +64,7 @@ class Runtime:
     service: AgentService
     default_model: ModelChain
     tools: ToolRegistry
+    subagents: Subagents
     mcp: MCPManager | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -71,13 +73,14 @@ class Runtime:
         """MCP servers up (in parallel), the agent service consuming the bus; all stopped on exit."""
         if self.mcp is not None:
             await self.mcp.start(self.tools)
-        task = asyncio.create_task(self.service.run(), name="agent service")
+        tasks = [asyncio.create_task(self.service.run(), name="agent service"),
+                 asyncio.create_task(self.subagents.run(), name="subagent reports")]
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self.service.drain(drain_timeout)
             finally:
@@ -94,18 +97,25 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     by_channel = channel_models(config, usage)
     prepare_workspace(workspace)
 
-    def models(msg: Inbound) -> Model:
-        return by_channel.get(msg.channel, default)
-
+    child_model = (build_provider(config.llm, usage, model=config.agent.subagent_model, where="agent.subagent_model")
+                   if config.agent.subagent_model else None)
     protected = tuple(p for p in [config_path.resolve() if config_path else None] if p is not None)
     tools = builtin_registry(config.tools)
-    ctx = ToolContext(workspace, config.tools, protected)
+    prompt = SystemPrompt(workspace)
     bus = MessageBus()
+    children = Subagents(bus, bus.publish_inbound, workspace, cap=config.agent.max_subagents,
+                         max_steps=config.agent.subagent_max_steps)
+    children.register(tools)
+
+    def profiles(msg: Inbound) -> Profile:
+        main = Profile(by_channel.get(msg.channel, default), tools, prompt.system, config.agent.max_steps)
+        return children.profile(msg, main, child_model) if msg.channel == SUBAGENT else main
+
     sessions = SessionStore(workspace / "sessions")
     compactor = Compactor(config.agent.context_tokens, TokenCounter())
-    service = AgentService(bus, sessions, tools, ctx, SystemPrompt(workspace), models, usage, config.agent,
-                           compactor, config.llm.max_tokens)
-    return Runtime(config, workspace, bus, sessions, usage, service, default, tools, mcp_manager(config))
+    service = AgentService(bus, sessions, profiles, ToolContext(workspace, config.tools, protected), usage,
+                           config.agent, compactor, config.llm.max_tokens)
+    return Runtime(config, workspace, bus, sessions, usage, service, default, tools, children, mcp_manager(config))
 
 
 def mcp_manager(config: Config) -> MCPManager | None:
@@ -147,6 +157,8 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
     holder: list[Supervisor] = []
     gateway = Gateway(runtime.bus, journal, SeenStore(state / "seen.jsonl"), pairing,
                       lambda: status_text(holder[0], runtime))
+    runtime.subagents.publish = gateway.publish  # a child's report is journaled like a user message
+    runtime.subagents.state = state / "subagents.json"
     for index, cfg in enumerate(config.channels):
         owners = getattr(config.owner, cfg.type)
         access = Access(cfg.label, cfg, owners, pairing)

@@ -54,6 +54,8 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
     if runtime.mcp is not None:  # channels connect meanwhile; turns wait until every tool is registered
         await runtime.mcp.start(runtime.tools)
     service = asyncio.create_task(runtime.service.run(), name="agent service")
+    background.append(asyncio.create_task(runtime.subagents.run(), name="subagent reports"))
+    runtime.subagents.resume(runtime.service.dispatch)
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
     if pending.turns or pending.intents:

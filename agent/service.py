@@ -18,7 +18,7 @@ from datetime import datetime
 from agent.bus import Inbound, MessageBus, Outbound, OutKind
 from agent.compaction import Compactor
 from agent.config import AgentConfig
-from agent.context import SystemPrompt, render
+from agent.context import render
 from agent.errors import ContextOverflow, ProviderError, ReverieError
 from agent.journal import DELAYED
 from agent.logs import MASK
@@ -43,12 +43,22 @@ class Turn:
     shown: bool = False  # some of the answer already reached the user
 
 
+@dataclass(frozen=True)
+class Profile:
+    """What a turn runs with: the model, the tools, the system prompt and the step limit."""
+
+    model: Model
+    tools: ToolRegistry
+    system: Callable[[], str]
+    max_steps: int
+
+
 class AgentService:
-    def __init__(self, bus: MessageBus, sessions: SessionStore, tools: ToolRegistry, tool_ctx: ToolContext,
-                 prompt: SystemPrompt, models: Callable[[Inbound], Model], usage: UsageLog,
-                 agent: AgentConfig, compactor: Compactor, max_tokens: int = 8192) -> None:
-        self.bus, self.sessions, self.tools, self.tool_ctx = bus, sessions, tools, tool_ctx
-        self.prompt, self.models, self.usage, self.agent = prompt, models, usage, agent
+    def __init__(self, bus: MessageBus, sessions: SessionStore, profiles: Callable[[Inbound], Profile],
+                 tool_ctx: ToolContext, usage: UsageLog, agent: AgentConfig, compactor: Compactor,
+                 max_tokens: int = 8192) -> None:
+        self.bus, self.sessions, self.profiles, self.tool_ctx = bus, sessions, profiles, tool_ctx
+        self.usage, self.agent = usage, agent
         self.compactor, self.max_tokens = compactor, max_tokens
         self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None]]] = {}
         self._workers: set[asyncio.Task[None]] = set()
@@ -176,27 +186,27 @@ class AgentService:
             logger.exception("could not repair the end of %s", turn.session.key)
 
     async def _turn(self, turn: Turn) -> str:
-        model = self.models(turn.msg)
+        profile = self.profiles(turn.msg)
         async with asyncio.timeout(self.agent.turn_timeout):
-            await self._compact(turn, model, force=False)
+            await self._compact(turn, profile, force=False)
             try:
-                return await self._run(turn, model)
+                return await self._run(turn, profile)
             except ContextOverflow:
                 self._repair(turn, "The request was too long for the model.")
-                if not await self._compact(turn, model, force=True):
+                if not await self._compact(turn, profile, force=True):
                     raise
                 if turn.shown:  # a retry would show the user the same text twice
                     raise ProviderError(
                         "My answer was cut off: this conversation outgrew the model's context window. I have "
                         "summarised the older messages; please send your message again.") from None
-                return await self._run(turn, model)
+                return await self._run(turn, profile)
 
-    async def _run(self, turn: Turn, model: Model) -> str:
+    async def _run(self, turn: Turn, profile: Profile) -> str:
         session = turn.session
 
         def build() -> Request:
-            return Request(self.prompt.system(), render(session.active(), session.summary),
-                           self.tools.specs(), self.max_tokens)
+            return Request(profile.system(), render(session.active(), session.summary),
+                           profile.tools.specs(), self.max_tokens)
 
         async def on_text(text: str) -> None:
             turn.shown = True
@@ -207,15 +217,16 @@ class AgentService:
 
         ctx = ToolContext(self.tool_ctx.workspace, self.tool_ctx.config, self.tool_ctx.protected, session.key,
                           turn.msg)
-        result = await run_turn(model, self.tools, ctx, session, build, max_steps=self.agent.max_steps,
+        result = await run_turn(profile.model, profile.tools, ctx, session, build, max_steps=profile.max_steps,
                                 on_text=on_text, on_tool=on_tool)
         return result.text
 
-    async def _compact(self, turn: Turn, model: Model, *, force: bool) -> bool:
-        system, tools = self.prompt.system(), self.tools.specs()
+    async def _compact(self, turn: Turn, profile: Profile, *, force: bool) -> bool:
+        system, tools = profile.system(), profile.tools.specs()
         if not force and not self.compactor.needed(turn.session, system, tools):
             return False
-        notice = await self.compactor.compact(turn.session, model, self.compactor.history_budget(system, tools))
+        notice = await self.compactor.compact(turn.session, profile.model,
+                                              self.compactor.history_budget(system, tools))
         if notice:
             await self._say(turn, notice, "notice")
         return notice is not None

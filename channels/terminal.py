@@ -29,6 +29,12 @@ class TerminalChannel:
         self._done: asyncio.Future[tuple[str, str]] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._view = _View(plain)
+        self.finals: list[str] = []  # kinds of every reply/error shown, in order
+        self.answered = asyncio.Event()  # set at each of them
+
+    @property
+    def session_key(self) -> str:
+        return f"{CHANNEL}:{self.chat_id}"
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._deliver(), name="terminal outbound")
@@ -41,8 +47,13 @@ class TerminalChannel:
 
     async def send(self, out: Outbound) -> None:
         self._view.show(out)
-        if out.kind in ("reply", "error") and self._done is not None and not self._done.done():
-            self._done.set_result((out.kind, out.text))
+        if out.kind in ("reply", "error"):
+            self.finals.append(out.kind)
+            self.answered.set()
+            if self._done is not None and not self._done.done():
+                self._done.set_result((out.kind, out.text))
+            elif self._done is None or self._done.done():  # an answer nobody waited for (a subagent's report)
+                self._view.end_turn()
 
     async def ask(self, text: str) -> tuple[str, str]:
         """Send one message and wait for its final ``reply`` or ``error``; Ctrl-C sends /stop."""
@@ -139,6 +150,9 @@ class _View:
         elif out.kind == "tool":
             self._stop_live()
             self._console.print(f"[dim]  › {_escape(out.text)}[/dim]")
+        elif out.kind == "progress":
+            self._stop_live()
+            self._console.print(f"[dim cyan]  ⧗ {_escape(out.text)}[/dim cyan]")
         else:
             self._stop_live()
             style = "red" if out.kind == "error" else "dim italic"
@@ -149,6 +163,8 @@ class _View:
             print(out.text, flush=True)
         elif out.kind in ("error", "notice"):
             print(out.text, file=sys.stderr, flush=True)
+        elif out.kind == "progress":
+            print(f"  ⧗ {out.text}", file=sys.stderr, flush=True)
 
     def _render(self) -> None:
         from rich.live import Live

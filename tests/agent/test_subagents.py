@@ -1,0 +1,153 @@
+"""Subagents through the whole runtime: spawn → child turn on the bus → report → the parent answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.subagents import CHANNEL
+from tests.fakes.llm import Delay, FakeLLM, Recorded, Turn
+from tests.fakes.runtime import Chat, runtime_for
+
+
+def is_child(rec: Recorded) -> bool:
+    return "subagent of reverie" in json.dumps(rec.body.get("system", ""))
+
+
+def tool_names(rec: Recorded) -> list[str]:
+    return [t["name"] for t in rec.body.get("tools", [])]
+
+
+def last_user_text(rec: Recorded) -> str:
+    return json.dumps(rec.body["messages"][-1])
+
+
+def scripted(child: list[Any], parent: list[Any]) -> Any:
+    """A responder that answers children and the parent from their own scripts."""
+
+    def respond(rec: Recorded) -> Any:
+        script = child if is_child(rec) else parent
+        return script.pop(0) if script else Turn(text="(unscripted)")
+
+    return respond
+
+
+async def test_round_trip(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(
+        child=[Turn(tool_calls=[("write_file", {"path": "out/found.txt", "content": "42"})]),
+               Turn(text="The answer is 42; I saved it in out/found.txt.")],
+        parent=[Turn(text="On it.", tool_calls=[("spawn", {"task": "Find the answer and save it.",
+                                                           "tools": ["write_file"], "max_steps": 4})]),
+                Turn(text="I started a helper."),
+                Turn(text="Done: the answer is 42.")])
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        first = await chat.ask("research this")
+        second = await chat.final()
+    assert first.text == "I started a helper."
+    assert second.text == "Done: the answer is 42."
+    assert (runtime.workspace / "out" / "found.txt").read_text() == "42"
+    children = [r for r in fake_llm.requests if is_child(r)]
+    assert len(children) == 2
+    assert tool_names(children[0]) == ["write_file"]  # only the tools it was given; never spawn
+    assert "Find the answer and save it." in json.dumps(children[0].body["messages"])
+    assert "research this" not in json.dumps(children[0].body["messages"])  # a fresh context
+    assert "spawn" in tool_names(fake_llm.requests[0])
+    report = [r for r in fake_llm.requests if not is_child(r)][-1]
+    assert "The answer is 42; I saved it" in last_user_text(report) and "Report from subagent" in last_user_text(report)
+    progress = chat.kinds("progress")
+    assert any("step 1: write_file" in line for line in progress) and progress[-1].endswith(": done")
+    child_id = progress[0].split()[1]
+    session = runtime.workspace / "sessions" / f"{CHANNEL}%3A{child_id}.jsonl"
+    assert session.exists()  # the child's work is kept as its own session
+    assert not runtime.subagents.running
+
+
+async def test_cap_on_concurrent_children(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(
+        child=[Delay(0.3, Turn(text="first report"))],
+        parent=[Turn(tool_calls=[("spawn", {"task": "one"}), ("spawn", {"task": "two"})]),
+                Turn(text="Started one."), Turn(text="Got the report.")])
+    runtime = runtime_for(tmp_path, fake_llm, agent={"max_subagents": 1})
+    async with runtime.running():
+        chat = Chat(runtime)
+        assert (await chat.ask("go")).text == "Started one."
+        assert (await chat.final()).text == "Got the report."
+    results = [b for b in fake_llm.requests[1].body["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert [bool(r.get("is_error")) for r in results] == [False, True]
+    assert "agent.max_subagents" in json.dumps(results[1])
+    assert sum(1 for r in fake_llm.requests if is_child(r)) == 1
+
+
+async def test_children_cannot_spawn(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(
+        child=[Turn(tool_calls=[("spawn", {"task": "grandchild"})]), Turn(text="I could not delegate.")],
+        parent=[Turn(tool_calls=[("spawn", {"task": "delegate further"})]), Turn(text="Started."),
+                Turn(text="Reported.")])
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("go")
+        await chat.final()
+    children = [r for r in fake_llm.requests if is_child(r)]
+    assert len(children) == 2 and "spawn" not in tool_names(children[0])
+    result = children[1].body["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and result["is_error"] and "Unknown tool 'spawn'" in result["content"]
+    assert sum(1 for r in fake_llm.requests if "grandchild" in json.dumps(r.body["messages"][:1])) == 0
+
+
+async def test_spawn_rejects_bad_requests(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(tool_calls=[("spawn", {"task": "x", "tools": ["no_such_tool"]}),
+                                     ("spawn", {"task": "x", "tools": ["spawn"]}),
+                                     ("spawn", {"task": "   "})]),
+                    Turn(text="Could not start any."))
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        reply = await Chat(runtime).ask("go")
+    assert reply.text == "Could not start any."
+    results = fake_llm.requests[1].body["messages"][-1]["content"]
+    assert all(r["is_error"] for r in results)
+    assert "Unknown tool 'no_such_tool'" in results[0]["content"] and "read_file" in results[0]["content"]
+    assert "spawn" in results[1]["content"] and "empty" in results[2]["content"]
+    assert not runtime.subagents.running
+
+
+async def test_child_step_limit(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(
+        child=[Turn(tool_calls=[("list_dir", {})]) for _ in range(5)],
+        parent=[Turn(tool_calls=[("spawn", {"task": "loop", "max_steps": 2})]), Turn(text="Started."),
+                Turn(text="It ran out of steps.")])
+    runtime = runtime_for(tmp_path, fake_llm, agent={"subagent_max_steps": 3})
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("go")
+        assert (await chat.final()).text == "It ran out of steps."
+    assert sum(1 for r in fake_llm.requests if is_child(r)) == 2
+    assert "stopped after 2 steps" in last_user_text(fake_llm.requests[-1])
+
+
+async def test_a_restart_resumes_a_working_child(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """With a state file (as in `reverie start`), a child cut off by a stop goes on at the next start."""
+    fake_llm.responder = scripted(child=[Delay(30)], parent=[Turn(tool_calls=[("spawn", {"task": "slow work"})]),
+                                                             Turn(text="Started.")])
+    state = tmp_path / "subagents.json"
+    first = runtime_for(tmp_path, fake_llm)
+    first.subagents.state = state
+    async with first.running(drain_timeout=0.2):
+        chat = Chat(first)
+        await chat.ask("go")
+        while not any(is_child(r) for r in fake_llm.requests):
+            await asyncio.sleep(0.02)
+    assert len(json.loads(state.read_text())) == 1
+    fake_llm.responder = scripted(child=[Turn(text="slow work finished")], parent=[Turn(text="All done.")])
+    second = runtime_for(tmp_path, fake_llm)
+    second.subagents.state = state
+    async with second.running():
+        assert second.subagents.resume(second.service.dispatch) == 1
+        reply = await Chat(second).final()
+    assert reply.text == "All done."
+    assert "slow work finished" in last_user_text(fake_llm.requests[-1])
+    assert json.loads(state.read_text()) == {}
