@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -210,3 +211,23 @@ async def test_pair_list_approve_revoke(tmp_path: Path) -> None:
     assert rc == 0 and "Revoked" in out
     rc, _, err = await run(["pair", "revoke", "telegram", "555", "--config", str(config)], env)
     assert rc == 1 and "not approved" in err
+
+
+async def test_one_shot_waits_for_the_subagent_it_started(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """`chat -m` prints the first answer, the subagent's progress on stderr, then the answer its report brings."""
+
+    def respond(rec: Any) -> Turn:
+        child = "subagent of reverie" in str(rec.body.get("system"))
+        if child:
+            return Turn(text="Found: 7 files.")
+        if "Report from subagent" in str(rec.body["messages"][-1]):
+            return Turn(text="The helper found 7 files.")
+        return Turn(text="Started a helper.", tool_calls=[("spawn", {"task": "count files"})]) \
+            if len(fake_llm.requests) == 1 else Turn(text="It is working on it.")
+
+    fake_llm.responder = respond
+    config = write_config(tmp_path, fake_llm)
+    code, out, err = await run(["chat", "--config", str(config), "-m", "count my files"], base_env(tmp_path))
+    assert code == 0, err
+    assert out.splitlines() == ["It is working on it.", "The helper found 7 files."]
+    assert "subagent" in err and ": done" in err
