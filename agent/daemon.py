@@ -34,6 +34,7 @@ from channels.access import Access, PairingStore
 from channels.base import Channel, ChannelContext, DeliveryError
 from channels.dedupe import SeenStore
 from sessions import SessionStore
+from skills import SkillLibrary
 
 if TYPE_CHECKING:
     from agent.mcp import MCPManager
@@ -101,7 +102,9 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
                    if config.agent.subagent_model else None)
     protected = tuple(p for p in [config_path.resolve() if config_path else None] if p is not None)
     tools = builtin_registry(config.tools)
-    prompt = SystemPrompt(workspace)
+    skills = SkillLibrary(workspace / "skills")
+    skills.register(tools)
+    prompt = SystemPrompt(workspace, extra=skills.prompt_text)
     bus = MessageBus()
     children = Subagents(bus, bus.publish_inbound, workspace, cap=config.agent.max_subagents,
                          max_steps=config.agent.subagent_max_steps)

@@ -6,7 +6,8 @@
     │   └── BudgetExceeded  the daily spending cap stops a call before it is made
     ├── ToolError           a tool could not do what the model asked (becomes an is_error result)
     ├── SessionError        a session file could not be read or written
-    └── ChannelError        a chat platform refused or dropped us
+    ├── ChannelError        a chat platform refused or dropped us
+    └── SkillError          a skill could not be installed, removed or shown
 
 SDK exceptions are translated at the edge with ``raise ... from exc`` so nothing above the
 providers and channels needs to know which SDK is in use.
@@ -54,3 +55,7 @@ class SessionError(ReverieError):
 
 class ChannelError(ReverieError):
     """A chat platform failed."""
+
+
+class SkillError(ReverieError):
+    """A skill could not be installed, removed or shown (``reverie skill ...``)."""
