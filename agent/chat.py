@@ -14,11 +14,11 @@ from agent.config_file import load_config
 from agent.errors import ConfigError
 
 
-def load_from_args(args: argparse.Namespace) -> tuple[Config, Path | None]:
+def load_from_args(args: argparse.Namespace, *, need_model: bool = True) -> tuple[Config, Path | None]:
     from agent.config_file import default_config_path
 
     path = getattr(args, "config", None)
-    config = load_config(path)
+    config = load_config(path, need_model=need_model)
     file = Path(path).expanduser() if path else default_config_path()
     return config, (file if file.exists() else None)
 

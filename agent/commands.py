@@ -37,7 +37,7 @@ def run_status(args: argparse.Namespace) -> int:
     from agent.service import usage_text
     from agent.usage import UsageLog
 
-    config, _ = load_from_args(args)
+    config, _ = load_from_args(args, need_model=False)
     workspace = config.workspace_path
     pid = running_pid(workspace)
     print(f"reverie is {'running (pid ' + str(pid) + ')' if pid else 'not running'} for {workspace}")
@@ -97,7 +97,7 @@ def run_service_install(args: argparse.Namespace) -> int:
 def run_pair(args: argparse.Namespace) -> int:
     from channels.access import PairingStore
 
-    config, _ = load_from_args(args)
+    config, _ = load_from_args(args, need_model=False)
     store = PairingStore(config.workspace_path / "pairing")
     if args.action == "approve":
         if len(args.args) != 1:

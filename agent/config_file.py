@@ -38,8 +38,12 @@ def default_config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(explicit).expanduser() if explicit else Path(DEFAULT_WORKSPACE, "config.yaml").expanduser()
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the configuration; see the module docstring for where it looks."""
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None, *,
+                need_model: bool = True) -> Config:
+    """Load and validate the configuration; see the module docstring for where it looks.
+
+    ``need_model=False`` (commands that never call a model, such as ``reverie skill list``) accepts
+    having neither a file nor a key in the environment."""
     env = os.environ if env is None else env
     explicit = path is not None or bool(env.get("REVERIE_CONFIG"))
     file = Path(path).expanduser() if path is not None else default_config_path(env)
@@ -47,7 +51,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         if explicit:
             raise ConfigError(f"Config file {file} does not exist. Check the path, or run "
                               f"`reverie init --config {file}` to create it.")
-        return _from_environment(env, file)
+        return _from_environment(env, file, need_model)
     data = read_yaml(file)
     data = expand_env(data, env, file)
     return validate(data, file)
@@ -160,7 +164,7 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def _from_environment(env: Mapping[str, str], file: Path) -> Config:
+def _from_environment(env: Mapping[str, str], file: Path, need_model: bool = True) -> Config:
     """A configuration built from environment variables, when no file exists."""
     for name in ENV_DETECT_ORDER:
         key_env = PRESETS[name].key_env
@@ -172,4 +176,6 @@ def _from_environment(env: Mapping[str, str], file: Path) -> Config:
             if env.get("REVERIE_WORKSPACE"):
                 data["workspace"] = env["REVERIE_WORKSPACE"]
             return validate(data, None)
+    if not need_model:
+        return validate({"workspace": env["REVERIE_WORKSPACE"]} if env.get("REVERIE_WORKSPACE") else {}, None)
     raise ConfigError(_HOW_TO_START.format(path=file))

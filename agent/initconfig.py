@@ -93,7 +93,7 @@ def run_config_check(args: argparse.Namespace) -> int:
 def run_usage(args: argparse.Namespace) -> int:
     from agent.usage import UsageLog
 
-    config = load_config(getattr(args, "config", None))
+    config = load_config(getattr(args, "config", None), need_model=False)
     log = UsageLog(config.workspace_path / "usage.jsonl", config.llm)
     now = datetime.now()
     midnight = datetime(now.year, now.month, now.day).timestamp()

@@ -25,7 +25,7 @@ USAGE = {"show": "reverie skill show NAME", "remove": "reverie skill remove NAME
 
 
 def run_skill(args: argparse.Namespace) -> int:
-    config, _ = load_from_args(args)
+    config, _ = load_from_args(args, need_model=False)
     skills_dir = config.workspace_path / "skills"
     library = SkillLibrary(user_dir=skills_dir)
     target = (getattr(args, "target", None) or "").strip()
