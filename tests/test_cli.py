@@ -231,3 +231,12 @@ async def test_one_shot_waits_for_the_subagent_it_started(tmp_path: Path, fake_l
     assert code == 0, err
     assert out.splitlines() == ["It is working on it.", "The helper found 7 files."]
     assert "subagent" in err and ": done" in err
+
+
+async def test_commands_that_need_no_model_run_without_a_key(tmp_path: Path) -> None:
+    env = base_env(tmp_path) | {"REVERIE_WORKSPACE": str(tmp_path / "ws")}
+    code, out, err = await run(["skill", "list"], env)
+    assert code == 0, err
+    assert "weather" in out and "bundled" in out
+    code, out, err = await run(["usage"], env)
+    assert code == 0, err
