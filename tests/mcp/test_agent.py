@@ -1,0 +1,56 @@
+"""End to end: the agent sees MCP tools, the model calls one, the result goes back to the model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.daemon import build_runtime
+from tests.fakes.llm import FakeLLM, Turn
+from tests.fakes.runtime import Chat, make_config
+from tests.mcp.helpers import BASIC
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [block for message in body["messages"] if isinstance(message["content"], list)
+            for block in message["content"] if block.get("type") == "tool_result"]
+
+
+async def test_the_model_calls_an_mcp_tool_through_the_agent(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(tool_calls=[("mcp__basic__echo", {"text": "hello over mcp"})]),
+                    Turn(tool_calls=[("mcp__basic__picture", {})]),
+                    Turn(text="The server echoed and drew."))
+    config = make_config(tmp_path, fake_llm, mcp_servers=[
+        {"name": "basic", "command": sys.executable, "args": [str(BASIC)]}])
+    runtime = build_runtime(config)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.send("use the echo tool")
+        reply = await chat.final(timeout=30)
+    assert reply.text == "The server echoed and drew."
+
+    tools = {tool["name"]: tool for tool in fake_llm.requests[0].body["tools"]}
+    echo = tools["mcp__basic__echo"]
+    assert echo["description"] == "Repeat the text back."
+    assert echo["input_schema"]["properties"]["text"]["type"] == "string"
+    assert echo["input_schema"]["required"] == ["text"]
+
+    first = tool_results(fake_llm.requests[1].body)[-1]
+    assert first["content"] in ("hello over mcp", [{"type": "text", "text": "hello over mcp"}])
+    assert not first.get("is_error")
+    second = json.dumps(tool_results(fake_llm.requests[2].body)[-1])
+    assert "a red pixel" in second and "iVBORw0KGgo" in second  # the image's bytes reached the model
+    assert list((runtime.workspace / "inbox" / "mcp").glob("*.png"))
+
+
+async def test_a_failing_mcp_server_does_not_stop_the_agent(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(text="Still here."))
+    config = make_config(tmp_path, fake_llm, mcp_servers=[
+        {"name": "broken", "command": "/nonexistent/mcp-server"}])
+    runtime = build_runtime(config)
+    async with runtime.running():
+        reply = await Chat(runtime).ask("hi")
+    assert reply.text == "Still here."
+    assert not [t for t in fake_llm.requests[0].body.get("tools", []) if t["name"].startswith("mcp__")]
