@@ -54,3 +54,23 @@ async def test_a_failing_mcp_server_does_not_stop_the_agent(tmp_path: Path, fake
         reply = await Chat(runtime).ask("hi")
     assert reply.text == "Still here."
     assert not [t for t in fake_llm.requests[0].body.get("tools", []) if t["name"].startswith("mcp__")]
+
+
+async def test_an_image_from_a_tool_reaches_an_openai_compatible_model(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """Tool messages carry text only there, so the image follows in a user message."""
+    fake_llm.script(Turn(tool_calls=[("mcp__basic__picture", {})]), Turn(text="A red pixel."))
+    config = make_config(tmp_path, fake_llm, "openai", mcp_servers=[
+        {"name": "basic", "command": sys.executable, "args": [str(BASIC)]}])
+    runtime = build_runtime(config)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.send("draw")
+        reply = await chat.final(timeout=30)
+    assert reply.text == "A red pixel."
+    messages = fake_llm.requests[1].body["messages"]
+    tool = next(m for m in messages if m["role"] == "tool")
+    assert "a red pixel" in tool["content"]
+    after = messages[messages.index(tool) + 1]
+    assert after["role"] == "user" and any(
+        part.get("type") == "image_url" and part["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
+        for part in after["content"])
