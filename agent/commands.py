@@ -45,6 +45,9 @@ def run_status(args: argparse.Namespace) -> int:
     if status and pid:
         for label, state in status.get("channels", {}).items():
             print(f"  {label}: {_channel_line(state)}")
+        for name, mcp in (status.get("mcp") or {}).items():
+            error = f" (last error: {mcp.get('error')})" if mcp.get("error") and mcp.get("state") != "up" else ""
+            print(f"  MCP {name}: {mcp.get('state')}, {mcp.get('tools', 0)} tools{error}")
         print(f"  active turns: {status.get('active_turns', 0)}; status written {_ago(status.get('updated'))}")
     sessions = workspace / "sessions"
     count = len([p for p in sessions.glob("*.jsonl") if ".corrupt-" not in p.name]) if sessions.is_dir() else 0

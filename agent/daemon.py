@@ -169,7 +169,7 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
         channels[cfg.label] = make_adapter(cfg, ctx, index)
     kinds: dict[str, str] = {cfg.label: cfg.type for cfg in config.channels}
     supervisor = Supervisor(channels, kinds, config.owner, runtime.bus, state / "status.json",
-                            lambda: {"active_turns": runtime.service.active})
+                            lambda: {"active_turns": runtime.service.active, "mcp": mcp_states(runtime)})
     holder.append(supervisor)
     return Daemon(runtime, journal, gateway, Delivery(journal, channels), supervisor, channels)
 
@@ -208,6 +208,13 @@ class Unavailable:
         raise DeliveryError(self.reason, retryable=False)
 
 
+def mcp_states(runtime: Runtime) -> dict[str, dict[str, object]]:
+    """Each MCP server's state, for `reverie status` and /status."""
+    if runtime.mcp is None:
+        return {}
+    return {s.name: {"state": s.state, "error": s.error, "tools": len(s.tools)} for s in runtime.mcp.states()}
+
+
 def status_text(supervisor: Supervisor, runtime: Runtime) -> str:
     lines = [f"Up since {datetime.fromtimestamp(supervisor.started_at):%Y-%m-%d %H:%M}; "
              f"{runtime.service.active} turns running."]
@@ -215,5 +222,8 @@ def status_text(supervisor: Supervisor, runtime: Runtime) -> str:
         state = channel.state
         lines.append(f"{label}: {'connected' if state.connected else 'down'}"
                      + (f" (last error: {state.last_error})" if state.last_error and not state.connected else ""))
+    for name, mcp in mcp_states(runtime).items():
+        lines.append(f"MCP {name}: {mcp['state']}, {mcp['tools']} tools"
+                     + (f" (last error: {mcp['error']})" if mcp["error"] and mcp["state"] != "up" else ""))
     lines.append(usage_text(runtime.usage))
     return "\n".join(lines)

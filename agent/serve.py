@@ -53,6 +53,7 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
     delivery.redeliver(pending.intents)
     if runtime.mcp is not None:  # channels connect meanwhile; turns wait until every tool is registered
         await runtime.mcp.start(runtime.tools)
+        supervisor.write_status()
     service = asyncio.create_task(runtime.service.run(), name="agent service")
     background.append(asyncio.create_task(runtime.subagents.run(), name="subagent reports"))
     runtime.subagents.resume(runtime.service.dispatch)

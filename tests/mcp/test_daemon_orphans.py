@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.llm import FakeLLM, Turn
+from tests.fakes.process import clean_env, reverie_command
 from tests.fakes.telegram import FakeTelegram
 from tests.mcp.helpers import SERVERS, alive, until
 from tests.test_daemon import OWNER, daemon, replies, write_config
@@ -33,6 +35,9 @@ async def test_no_mcp_process_outlives_the_daemon(tmp_path: Path, fake_llm: Fake
         assert "mcp__stubborn__ping" in str(fake_llm.requests[0].body["tools"])
         server_pid, grandchild = (int(p) for p in pid_file.read_text().split())
         assert alive(server_pid) and alive(grandchild)
+        status = await asyncio.create_subprocess_exec(*reverie_command(), "status", "--config", str(d.config),
+                                                      env=clean_env(tmp_path), stdout=asyncio.subprocess.PIPE)
+        assert "MCP stubborn: up, 1 tools" in (await status.communicate())[0].decode()
         code = await d.stop(sig)
         assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     await until(lambda: not alive(server_pid) and not alive(grandchild), timeout=15)
