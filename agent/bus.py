@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+SUBAGENT = "subagent"  # the channel name of child-agent turns (agent/subagents.py); no platform may use it
 OutKind = Literal["reply", "delta", "tool", "notice", "error", "progress"]  # progress: a subagent's step
 
 

@@ -52,19 +52,28 @@ async def _chat(runtime: object, session: str, message: str | None) -> int:
         await terminal.start()
         try:
             if message is not None:
-                kind, _text = await terminal.ask(message)
-                return await _children(runtime, terminal) if runtime.subagents.active(terminal.session_key) else (
-                    0 if kind == "reply" else 1)
+                await terminal.ask(message)
+                return await _children(runtime, terminal)
             return await terminal.repl()
         finally:
+            _abandon(runtime)
             await terminal.stop()
 
 
 async def _children(runtime: Any, terminal: Any) -> int:
     """One-shot chat: wait for the subagents this message started, and the answers their reports bring."""
     key = terminal.session_key
-    while runtime.subagents.active(key) or len(terminal.finals) < 1 + runtime.subagents.reported[key]:
+    while len(terminal.finals) < 1 + runtime.subagents.spawned[key]:  # each child's report brings one answer
         terminal.answered.clear()
         with contextlib.suppress(TimeoutError):  # re-check now and then: a report may land between checks
             await asyncio.wait_for(terminal.answered.wait(), 0.5)
     return 0 if terminal.finals[-1] == "reply" else 1
+
+
+def _abandon(runtime: Any) -> None:
+    """Leaving the chat stops the subagents still working; there is nobody left to report to."""
+    working = runtime.subagents.active()
+    for child in working:
+        runtime.service.cancel(f"subagent:{child}")
+    if working:
+        print(f"Stopped {len(working)} subagent(s) that were still working.", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -224,6 +225,18 @@ class MCPServer(Strict):
             raise ValueError(f"an {self.transport} server needs 'url'")
         return self
 
+    def secrets(self) -> set[str]:
+        """Its env and header values ("Bearer KEY" also gives KEY) and its URL's user, password and query values."""
+        found = {*self.env.values(), *self.headers.values()}
+        for header in self.headers.values():
+            found.update(header.split())
+        if self.url:
+            url = urlsplit(self.url)
+            found.update(part for part in (url.username, url.password) if part)
+            found.update(unquote(part) for part in (url.username, url.password) if part)
+            found.update(value for _, value in parse_qsl(url.query))
+        return {s for s in found if s and len(s) >= 6 and s.lower() not in _NOT_SECRET}
+
 
 class DeliverTo(Strict):
     channel: str
@@ -289,6 +302,17 @@ class Config(Strict):
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
+    def _channel_names(self) -> Config:
+        labels = [ch.label for ch in self.channels]
+        for label in labels:
+            if label in ("subagent", "terminal"):
+                raise ValueError(f"a channel may not be named {label!r}: reverie uses that name itself")
+            if labels.count(label) > 1:
+                raise ValueError(f"two channels are named {label!r}; give each one its own name (e.g. name: "
+                                 f"{label}-2)")
+        return self
+
+    @model_validator(mode="after")
     def _unique_mcp_names(self) -> Config:
         names = [s.name for s in self.mcp_servers]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -306,10 +330,7 @@ class Config(Strict):
         for ch in self.channels:
             found.update(getattr(ch, k, None) for k in ("token", "bot_token", "app_token", "signing_secret"))
         for server in self.mcp_servers:
-            found.update(server.headers.values())
-            found.update(server.env.values())
-        for header in (h for s in self.mcp_servers for h in s.headers.values()):
-            found.update(header.split())  # "Bearer KEY" masks KEY on its own too
+            found.update(server.secrets())
         return {s for s in found if s and len(s) >= 6 and s.lower() not in _NOT_SECRET}
 
 

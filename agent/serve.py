@@ -56,9 +56,9 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
         supervisor.write_status()
     service = asyncio.create_task(runtime.service.run(), name="agent service")
     background.append(asyncio.create_task(runtime.subagents.run(), name="subagent reports"))
-    runtime.subagents.resume(runtime.service.dispatch)
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
+    runtime.subagents.resume(runtime.service.dispatch)  # after people's turns: theirs were promised first
     if pending.turns or pending.intents:
         logger.info("resuming %d turns and %d unconfirmed replies from the last run",
                     len(pending.turns), len(pending.intents))

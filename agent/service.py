@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.bus import Inbound, MessageBus, Outbound, OutKind
+from agent.bus import SUBAGENT, Inbound, MessageBus, Outbound, OutKind
 from agent.compaction import Compactor
 from agent.config import AgentConfig
 from agent.context import render
@@ -64,6 +64,7 @@ class AgentService:
         self._workers: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
         self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
+        self._child_slots = asyncio.Semaphore(agent.max_subagents)  # children never hold up people's turns
 
     async def run(self) -> None:
         """Consume the bus until cancelled."""
@@ -72,7 +73,7 @@ class AgentService:
 
     def dispatch(self, msg: Inbound, resume: str | None = None) -> None:
         """Queue ``msg`` behind its session's earlier messages; ``resume`` continues a turn from a crash."""
-        if msg.text.strip().lower() == "/stop":
+        if msg.text.strip().lower() == "/stop" and msg.channel != SUBAGENT:
             if not self.cancel(msg.session_key):  # a cancelled turn answers "Stopped." itself
                 self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", "Nothing is running.", "reply"))
             return
@@ -111,7 +112,7 @@ class AgentService:
             except asyncio.QueueEmpty:
                 del self._queues[key]
                 return
-            async with self._slots:
+            async with self._child_slots if msg.channel == SUBAGENT else self._slots:
                 try:
                     await self.handle(msg, resume)
                 except Exception:  # supervision boundary: one bad turn must not stop the session's queue
@@ -120,7 +121,7 @@ class AgentService:
     async def handle(self, msg: Inbound, resume: str | None = None) -> None:
         turn_id = resume or msg.turn_id or uuid.uuid4().hex[:12]
         try:
-            if msg.text.startswith("/") and await self._command(msg, turn_id):
+            if msg.text.startswith("/") and msg.channel != SUBAGENT and await self._command(msg, turn_id):
                 return
             turn = Turn(msg, await asyncio.to_thread(self.sessions.get, msg.session_key), turn_id,
                         delayed=resume is not None)

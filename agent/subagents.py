@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import prompts
-from agent.bus import Inbound, MessageBus, Outbound
+from agent.bus import SUBAGENT, Inbound, MessageBus, Outbound
 from agent.errors import ToolError
 from agent.service import Profile
 from agent.tools.registry import ToolContext, ToolRegistry
 
 logger = logging.getLogger(__name__)
-CHANNEL = "subagent"
+CHANNEL = SUBAGENT
 SPAWN = "spawn"
 Publish = Callable[[Inbound], Awaitable[Any]]
 
@@ -60,7 +60,7 @@ class Subagents:
         self.bus, self.publish, self.cap, self.max_steps, self.state = bus, publish, cap, max_steps, state
         self.system = f"{prompts.load('subagent')}\n\nYour workspace folder is {workspace}."
         self.running: dict[str, Child] = {}
-        self.reported: Counter[str] = Counter()  # reports sent back, by parent session (for `reverie chat -m`)
+        self.spawned: Counter[str] = Counter()  # children started, by parent session (for `reverie chat -m`)
         self._tools: ToolRegistry | None = None
 
     def register(self, tools: ToolRegistry) -> None:
@@ -103,8 +103,12 @@ class Subagents:
         if steps < 1:
             raise ToolError("max_steps must be at least 1.")
         child = Child(uuid.uuid4().hex[:8], task.strip(), tools, steps, _bare(parent), time.time())
+        try:
+            self._save({**self.running, child.id: child})  # recorded before it exists: a restart resumes it
+        except OSError as exc:
+            raise ToolError(f"Could not record the subagent ({exc.strerror or exc}); it was not started.") from exc
         self.running[child.id] = child
-        self._save()
+        self.spawned[parent.session_key] += 1
         await self.bus.publish_inbound(child.inbound)
         logger.info("subagent %s started for %s (%d steps at most)", child.id, parent.session_key, steps)
         return (f"Started subagent {child.id}. It works in the background; its report will arrive in this "
@@ -134,9 +138,9 @@ class Subagents:
             dispatch(child.inbound, child.id)
         return len(self.running)
 
-    def active(self, session_key: str) -> int:
-        """Children working for this parent session."""
-        return sum(1 for c in self.running.values() if c.parent.session_key == session_key)
+    def active(self, session_key: str | None = None) -> list[str]:
+        """Ids of the children working (for this parent session, when given)."""
+        return [c.id for c in self.running.values() if session_key in (None, c.parent.session_key)]
 
     async def _report(self, child: Child, out: Outbound) -> None:
         text = out.text.strip() or "(The subagent returned an empty answer.)"
@@ -147,11 +151,11 @@ class Subagents:
                 "task yourself.]")
         parent = child.parent
         await self.publish(dataclasses.replace(parent, sender_id=f"{CHANNEL}:{child.id}", text=f"{head}\n\n{text}",
-                                               message_id=f"{CHANNEL}-{child.id}", turn_id=None, time=time.time()))
+                                               message_id=f"{CHANNEL}-{child.id}", is_owner=False, turn_id=None,
+                                               time=time.time()))
         await self._progress(child, "done" if out.kind == "reply" else "failed")
         self.running.pop(child.id, None)
-        self._save()
-        self.reported[parent.session_key] += 1
+        self._save(self.running)
 
     async def _progress(self, child: Child, text: str) -> None:
         parent = child.parent
@@ -159,10 +163,10 @@ class Subagents:
         await self.bus.publish_outbound(Outbound(parent.channel, parent.chat_id, line, "progress",
                                                  parent.thread_id, None, child.id))
 
-    def _save(self) -> None:
+    def _save(self, running: dict[str, Child]) -> None:
         if self.state is None:
             return
-        data = {c.id: {**dataclasses.asdict(c), "parent": dataclasses.asdict(c.parent)} for c in self.running.values()}
+        data = {c.id: {**dataclasses.asdict(c), "parent": dataclasses.asdict(c.parent)} for c in running.values()}
         tmp = self.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, self.state)
@@ -173,7 +177,7 @@ class Subagents:
         try:
             data = json.loads(self.state.read_text(encoding="utf-8"))
             return [Child(**{**item, "parent": Inbound(**item["parent"])}) for item in data.values()]
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             logger.exception("the list of running subagents in %s is unreadable; none resumed", self.state)
             return []
 

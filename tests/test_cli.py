@@ -240,3 +240,23 @@ async def test_commands_that_need_no_model_run_without_a_key(tmp_path: Path) -> 
     assert "weather" in out and "bundled" in out
     code, out, err = await run(["usage"], env)
     assert code == 0, err
+
+
+async def test_one_shot_prints_the_answer_of_a_child_that_finished_first(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """The child reports before the parent's own answer is out: that report's answer is still printed."""
+    from tests.fakes.llm import Delay
+
+    def respond(rec: Any) -> Any:
+        if "subagent of reverie" in str(rec.body.get("system")):
+            return Turn(text="quick result")
+        if "Report from subagent" in str(rec.body["messages"][-1]):
+            return Turn(text="ANSWER FROM REPORT")
+        if len(fake_llm.requests) == 1:
+            return Turn(tool_calls=[("spawn", {"task": "quick"})])
+        return Delay(1.0, Turn(text="Started."))
+
+    fake_llm.responder = respond
+    config = write_config(tmp_path, fake_llm)
+    code, out, err = await run(["chat", "--config", str(config), "-m", "go"], base_env(tmp_path))
+    assert code == 0, err
+    assert out.splitlines() == ["Started.", "ANSWER FROM REPORT"]

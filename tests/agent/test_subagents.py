@@ -151,3 +151,52 @@ async def test_a_restart_resumes_a_working_child(tmp_path: Path, fake_llm: FakeL
     assert reply.text == "All done."
     assert "slow work finished" in last_user_text(fake_llm.requests[-1])
     assert json.loads(state.read_text()) == {}
+
+
+async def test_a_task_that_looks_like_a_command_is_just_a_task(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(child=[Turn(text="did the /new task")],
+                                  parent=[Turn(tool_calls=[("spawn", {"task": "/new"})]), Turn(text="Started."),
+                                          Turn(text="Reported.")])
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("go")
+        assert (await chat.final()).text == "Reported."
+    assert "did the /new task" in last_user_text(fake_llm.requests[-1])
+
+
+async def test_an_unrecordable_child_is_not_started(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Turn(tool_calls=[("spawn", {"task": "work"})]), Turn(text="Could not start it."))
+    runtime = runtime_for(tmp_path, fake_llm)
+    runtime.subagents.state = tmp_path / "missing-folder" / "subagents.json"  # every write fails
+    async with runtime.running():
+        reply = await Chat(runtime).ask("go")
+    assert reply.text == "Could not start it."
+    result = fake_llm.requests[1].body["messages"][-1]["content"][0]
+    assert result["is_error"] and "it was not started" in result["content"]
+    assert not runtime.subagents.running and not any(is_child(r) for r in fake_llm.requests)
+
+
+async def test_children_do_not_hold_up_other_chats(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(child=[Delay(30)], parent=[Turn(tool_calls=[("spawn", {"task": "slow"})]),
+                                                             Turn(text="Started."), Turn(text="Hello, c2.")])
+    runtime = runtime_for(tmp_path, fake_llm, agent={"max_concurrent_turns": 1})
+    async with runtime.running(drain_timeout=0.1):
+        chat = Chat(runtime)
+        await chat.ask("go", chat="c1")
+        while not any(is_child(r) for r in fake_llm.requests):
+            await asyncio.sleep(0.02)
+        assert (await chat.ask("hi", chat="c2")).text == "Hello, c2."
+
+
+def test_channel_names_reverie_uses_are_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from agent.config_file import validate
+    from agent.errors import ConfigError
+
+    tg = {"type": "telegram", "token": "123:abc"}
+    with pytest.raises(ConfigError, match="may not be named 'subagent'"):
+        validate({"channels": [{**tg, "name": "subagent"}]}, None)
+    with pytest.raises(ConfigError, match="two channels are named 'telegram'"):
+        validate({"channels": [tg, tg]}, None)
