@@ -72,8 +72,6 @@ async def _children(runtime: Any, terminal: Any) -> int:
 
 def _abandon(runtime: Any) -> None:
     """Leaving the chat stops the subagents still working; there is nobody left to report to."""
-    working = runtime.subagents.active()
-    for child in working:
-        runtime.service.cancel(f"subagent:{child}")
+    working = runtime.subagents.stop()
     if working:
-        print(f"Stopped {len(working)} subagent(s) that were still working.", file=sys.stderr)
+        print(f"Stopped {working} subagent(s) that were still working.", file=sys.stderr)

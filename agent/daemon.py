@@ -118,6 +118,7 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     compactor = Compactor(config.agent.context_tokens, TokenCounter())
     service = AgentService(bus, sessions, profiles, ToolContext(workspace, config.tools, protected), usage,
                            config.agent, compactor, config.llm.max_tokens)
+    service.on_stop, children.cancel = children.stop, service.cancel
     return Runtime(config, workspace, bus, sessions, usage, service, default, tools, children, mcp_manager(config))
 
 

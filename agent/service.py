@@ -65,6 +65,8 @@ class AgentService:
         self._running: dict[str, asyncio.Task[str]] = {}
         self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
         self._child_slots = asyncio.Semaphore(agent.max_subagents)  # children never hold up people's turns
+        # Stops what else works for a session (its subagents) on /stop and /new; returns how many.
+        self.on_stop: Callable[[str], int] = lambda key: 0
 
     async def run(self) -> None:
         """Consume the bus until cancelled."""
@@ -74,8 +76,10 @@ class AgentService:
     def dispatch(self, msg: Inbound, resume: str | None = None) -> None:
         """Queue ``msg`` behind its session's earlier messages; ``resume`` continues a turn from a crash."""
         if msg.text.strip().lower() == "/stop" and msg.channel != SUBAGENT:
-            if not self.cancel(msg.session_key):  # a cancelled turn answers "Stopped." itself
-                self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", "Nothing is running.", "reply"))
+            stopped, helpers = self.cancel(msg.session_key), self.on_stop(msg.session_key)
+            if not stopped:  # a cancelled turn answers "Stopped." itself
+                text = f"Stopped {helpers} subagent(s)." if helpers else "Nothing is running."
+                self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", text, "reply"))
             return
         queue = self._queues.get(msg.session_key)
         if queue is None:
@@ -236,7 +240,9 @@ class AgentService:
         word = msg.text.strip().split()[0].lower()
         if word == "/new":
             await asyncio.to_thread(self.sessions.reset, msg.session_key)
-            text = "Started a new conversation. The previous one is kept on disk."
+            helpers = self.on_stop(msg.session_key)  # their reports would land in the new conversation
+            text = "Started a new conversation. The previous one is kept on disk." + (
+                f" {helpers} subagent(s) still working for it were stopped." if helpers else "")
         elif word == "/help":
             text = HELP
         elif word == "/usage":

@@ -47,6 +47,7 @@ class Child:
     parent: Inbound  # where the report goes (its text is not kept)
     time: float  # when the task was put on the bus: identifies the task message in the child's session
     steps: int = 0
+    stopped: bool = False  # by /stop or /new in the parent's chat: ends without a report
 
     @property
     def inbound(self) -> Inbound:
@@ -62,6 +63,7 @@ class Subagents:
         self.running: dict[str, Child] = {}
         self.spawned: Counter[str] = Counter()  # children started, by parent session (for `reverie chat -m`)
         self._tools: ToolRegistry | None = None
+        self.cancel: Callable[[str], bool] = lambda key: False  # the service's: cancels a session's running turn
 
     def register(self, tools: ToolRegistry) -> None:
         """Add the ``spawn`` tool to the main agent's registry."""
@@ -126,6 +128,10 @@ class Subagents:
                 if out.kind == "tool":
                     child.steps += 1
                     await self._progress(child, f"step {child.steps}: {out.text}")
+                elif out.kind in ("reply", "error") and child.stopped:
+                    await self._progress(child, "stopped")
+                    self._forget(child)
+                    self.spawned[child.parent.session_key] -= 1  # no report will come
                 elif out.kind in ("reply", "error"):
                     await self._report(child, out)
             except Exception:  # supervision boundary: one child's report must not stop the others'
@@ -137,6 +143,14 @@ class Subagents:
             self.running[child.id] = child
             dispatch(child.inbound, child.id)
         return len(self.running)
+
+    def stop(self, session_key: str | None = None) -> int:
+        """Stop the children working for this parent session (all, when None); they end without a report."""
+        children = [self.running[c] for c in self.active(session_key)]
+        for child in children:
+            child.stopped = True
+            self.cancel(f"{CHANNEL}:{child.id}")
+        return len(children)
 
     def active(self, session_key: str | None = None) -> list[str]:
         """Ids of the children working (for this parent session, when given)."""
@@ -154,6 +168,9 @@ class Subagents:
                                                message_id=f"{CHANNEL}-{child.id}", is_owner=False, turn_id=None,
                                                time=time.time()))
         await self._progress(child, "done" if out.kind == "reply" else "failed")
+        self._forget(child)
+
+    def _forget(self, child: Child) -> None:
         self.running.pop(child.id, None)
         self._save(self.running)
 

@@ -200,3 +200,30 @@ def test_channel_names_reverie_uses_are_refused(tmp_path: Path) -> None:
         validate({"channels": [{**tg, "name": "subagent"}]}, None)
     with pytest.raises(ConfigError, match="two channels are named 'telegram'"):
         validate({"channels": [tg, tg]}, None)
+
+
+async def test_stop_and_new_stop_the_children_without_a_report(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = scripted(child=[Delay(30), Delay(30)],
+                                  parent=[Turn(tool_calls=[("spawn", {"task": "slow one"})]), Turn(text="Started."),
+                                          Turn(tool_calls=[("spawn", {"task": "slow two"})]), Turn(text="Again.")])
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running():
+        chat = Chat(runtime)
+        await chat.ask("go")
+        while not any(is_child(r) for r in fake_llm.requests):
+            await asyncio.sleep(0.02)
+        assert (await chat.ask("/stop")).text == "Stopped 1 subagent(s)."
+        while runtime.subagents.running:
+            await asyncio.sleep(0.02)
+        await chat.ask("again")
+        while sum(1 for r in fake_llm.requests if is_child(r)) < 2:
+            await asyncio.sleep(0.02)
+        assert "1 subagent(s) still working for it were stopped" in (await chat.ask("/new")).text
+        while runtime.subagents.running:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+    assert len(fake_llm.requests) == 6  # no report turn after either stop
+    queue = runtime.bus.outbound("test")
+    while not queue.empty():
+        chat.out.append(queue.get_nowait())
+    assert sum(1 for line in chat.kinds("progress") if line.endswith(": stopped")) == 2
