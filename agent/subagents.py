@@ -92,6 +92,11 @@ class Subagents:
         parent = ctx.inbound
         if parent is None or parent.channel == CHANNEL or ctx.session_key.startswith(f"{CHANNEL}:"):
             raise ToolError("A subagent cannot start subagents of its own; do this part of the work yourself.")
+        same = [c for c in self.running.values()
+                if c.task == task.strip() and c.parent.session_key == parent.session_key and not c.stopped]
+        if same:  # e.g. the call is made again after a restart interrupted the first one's step
+            return (f"Subagent {same[0].id} is already working on exactly this task; its report will arrive in "
+                    "this conversation. Do not start it again.")
         if len(self.running) >= self.cap:
             raise ToolError(f"{self.cap} subagents are already running (the limit, agent.max_subagents). Wait "
                             "for one to report, or do this yourself.")

@@ -227,3 +227,18 @@ async def test_stop_and_new_stop_the_children_without_a_report(tmp_path: Path, f
     while not queue.empty():
         chat.out.append(queue.get_nowait())
     assert sum(1 for line in chat.kinds("progress") if line.endswith(": stopped")) == 2
+
+
+async def test_the_same_task_is_not_started_twice(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """After a restart cut a step short, the model may ask again for a child that is already working."""
+    fake_llm.responder = scripted(child=[Delay(30)], parent=[
+        Turn(tool_calls=[("spawn", {"task": "index the notes"})]), Turn(text="Started."),
+        Turn(tool_calls=[("spawn", {"task": "index the notes"})]), Turn(text="Still on it.")])
+    runtime = runtime_for(tmp_path, fake_llm)
+    async with runtime.running(drain_timeout=0.1):
+        chat = Chat(runtime)
+        await chat.ask("go")
+        assert (await chat.ask("again")).text == "Still on it."
+        assert len(runtime.subagents.running) == 1
+    second = json.dumps(fake_llm.requests[-1].body["messages"][-1])
+    assert "already working on exactly this task" in second
