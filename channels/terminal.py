@@ -150,9 +150,9 @@ class _View:
         elif out.kind == "tool":
             self._stop_live()
             self._console.print(f"[dim]  › {_escape(out.text)}[/dim]")
-        elif out.kind == "progress":
-            self._stop_live()
-            self._console.print(f"[dim cyan]  ⧗ {_escape(out.text)}[/dim cyan]")
+        elif out.kind == "progress":  # a subagent's step, maybe in the middle of a streamed answer: print above it
+            console = self._live.console if self._live is not None else self._console
+            console.print(f"[dim cyan]  ⧗ {_escape(out.text)}[/dim cyan]")
         else:
             self._stop_live()
             style = "red" if out.kind == "error" else "dim italic"
