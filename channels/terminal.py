@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class TerminalChannel:
                  history_file: Path | None = None) -> None:
         self.bus, self.chat_id, self.plain, self.history_file = bus, chat_id, plain, history_file
         self._done: asyncio.Future[tuple[str, str]] | None = None
+        self._asking: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._view = _View(plain)
         self.finals: list[str] = []  # kinds of every reply/error shown, in order
@@ -50,16 +52,17 @@ class TerminalChannel:
         if out.kind in ("reply", "error"):
             self.finals.append(out.kind)
             self.answered.set()
-            if self._done is not None and not self._done.done():
+            if self._done is not None and not self._done.done() and out.reply_to == self._asking:
                 self._done.set_result((out.kind, out.text))
-            elif self._done is None or self._done.done():  # an answer nobody waited for (a subagent's report)
+            else:  # an answer to something else (a subagent's report) while the person types or waits
                 self._view.end_turn()
 
     async def ask(self, text: str) -> tuple[str, str]:
         """Send one message and wait for its final ``reply`` or ``error``; Ctrl-C sends /stop."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        await self.bus.publish_inbound(Inbound(CHANNEL, self.chat_id, "owner", text))
+        self._asking = uuid.uuid4().hex[:12]  # the answer to this message names it in reply_to
+        await self.bus.publish_inbound(Inbound(CHANNEL, self.chat_id, "owner", text, message_id=self._asking))
         interruptible = sys.platform != "win32" and not self.plain
         if interruptible:
             loop.add_signal_handler(signal.SIGINT, self._interrupt)
