@@ -11,7 +11,8 @@ entry's ``timeout``. A server that failed to start is retried in the background 
 10, 30, 60, 120, then every 300 s (counted from the previous start). A server that died after
 being up is restarted by the next call, no sooner than the same schedule (at most 60 s) allows; a
 call before then is told when. A call is bounded by ``timeout`` and is never retried: tools can
-have side effects.
+have side effects; a server that then does not answer a ping either is restarted on next use, as is
+a streamable HTTP server that no longer knows our session (HTTP 404: it restarted).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +30,7 @@ import anyio
 
 from agent.config import MCPServer
 from agent.errors import ToolError
+from agent.logs import Masker
 from agent.mcp.transport import last_line, log_path, open_transport
 
 if TYPE_CHECKING:
@@ -42,6 +45,7 @@ BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 ON_USE_CAP = 60.0  # a restart asked for by a call waits at most this long
 HEALTHY_AFTER = 60.0  # a server that ran this long before dying starts the schedule over
 MAX_PAGES = 100  # of tools/list, against a server that hands out cursors forever
+LOST_SESSION = "lost our session (it probably restarted)"
 NOT_RETRIED = "the call was not retried because tools can have side effects"
 
 
@@ -66,6 +70,9 @@ class Connection:
         self._settled = asyncio.Event()  # the current attempt ended up or down
         self._idle = asyncio.Event()  # no attempt is running (not even winding down)
         self._closing = False
+        self._ended: str | None = None  # why we ended a live session (it hung, or lost our session)
+        self._dirty = self._refreshing = False  # tools/list_changed: one refresher, re-listing until clean
+        self._mask = Masker(entry.secrets())  # its own values: `reverie mcp` may not have set up logging
         self._been_up = False
         self._failures = 0
         self._started_at = 0.0
@@ -89,7 +96,11 @@ class Connection:
         if self._scope is not None and self.state == "starting":
             self._scope.cancel()
         if self._task is not None:
-            await self._task
+            # An HTTP server may never answer the session's DELETE: wait a little, then give up on it.
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done and self._scope is not None:
+                self._scope.cancel()
+            await asyncio.shield(self._task)  # our caller's cancellation must not cut the kill sequence short
         self.state, self.error = "down", "stopped"
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
@@ -103,17 +114,35 @@ class Connection:
             with anyio.fail_after(timeout + 5):  # the SDK's timeout covers the answer, this the sending too
                 return await session.call_tool(tool, arguments, read_timeout_seconds=timeout)
         except TimeoutError as exc:
+            await self._check_alive(session)
             raise ToolError(self._too_slow()) from exc
         except MCPError as exc:
-            if exc.code == REQUEST_TIMEOUT:
+            # Only the SDK's own timeout and closure; a server may send these codes for its own reasons.
+            if exc.code == REQUEST_TIMEOUT and exc.message == "Request 'tools/call' timed out":
+                await self._check_alive(session)
                 raise ToolError(self._too_slow()) from exc
-            if exc.code == CONNECTION_CLOSED:
+            if self._ended == LOST_SESSION:
+                raise ToolError(f"The MCP server {self.name} {LOST_SESSION}; the call was not run. "
+                                "It will be reconnected when one of its tools is used again.") from exc
+            if (exc.code == CONNECTION_CLOSED and exc.message == "Connection closed") or self._gone.is_set():
                 self._gone.set()
                 raise ToolError(f"The MCP server {self.name} stopped in the middle of the call; {NOT_RETRIED}. "
                                 "It will be restarted when one of its tools is used again.") from exc
-            raise ToolError(f"The MCP server {self.name} refused the call: {exc.message}") from exc
+            raise ToolError(self._mask(f"The MCP server {self.name} refused the call: {exc.message}")) from exc
         except (RuntimeError, ValueError) as exc:  # a result that does not match the tool's output schema
-            raise ToolError(f"The MCP server {self.name} returned an unusable result: {exc}") from exc
+            raise ToolError(self._mask(f"The MCP server {self.name} returned an unusable result: {exc}")) from exc
+
+    async def _check_alive(self, session: ClientSession) -> None:
+        """After a call timed out: a server that does not answer a ping either is restarted on next use."""
+        try:
+            with anyio.fail_after(min(5.0, self.entry.timeout)):
+                await session.send_ping()
+        except TimeoutError:
+            logger.warning("MCP server %s answers neither a call nor a ping; it will be restarted", self.name)
+            self._ended = "it stopped answering (a call and a ping timed out)"
+            self._gone.set()
+        except Exception:  # it answered (with an error), or it is already gone
+            pass
 
     def _too_slow(self) -> str:
         return f"The MCP server {self.name} did not answer within {self.entry.timeout:g} s; {NOT_RETRIED}."
@@ -148,9 +177,10 @@ class Connection:
         self.state, self._started_at = "starting", loop.time()
         self._settled.clear()
         self._gone.clear()
+        self._ended = None
         watchdog = loop.call_later(self.entry.timeout, self._start_timed_out)
         log, log_start = log_path(self.entry, self.workspace), _size(log_path(self.entry, self.workspace))
-        http_errors: list[str] = []
+        http_errors: deque[str] = deque(maxlen=1)
         reason: str | None
         try:
             with anyio.CancelScope() as self._scope:
@@ -158,7 +188,7 @@ class Connection:
             reason = self._why_ended(log, log_start)
         except Exception as exc:  # supervision boundary: any failure marks the server down
             stderr = last_line(log, log_start) if self.entry.transport == "stdio" else ""
-            reason = _describe(exc, f"its last words: {stderr}" if stderr else "; ".join(http_errors[-1:]))
+            reason = _describe(exc, f"its last words: {stderr}" if stderr else "; ".join(http_errors))
         finally:
             watchdog.cancel()
             self._session = self._scope = None
@@ -167,11 +197,11 @@ class Connection:
         elif self.state != "down":  # else the watchdog already said why
             self._mark_down(reason or "it stopped")
 
-    async def _session_lifetime(self, watchdog: asyncio.TimerHandle, http_errors: list[str]) -> None:
+    async def _session_lifetime(self, watchdog: asyncio.TimerHandle, http_errors: deque[str]) -> None:
         from mcp import ClientSession
         from mcp_types import Implementation
 
-        async with open_transport(self.entry, self.workspace, http_errors) as (read, write):
+        async with open_transport(self.entry, self.workspace, http_errors, self._lost) as (read, write):
             watched = _Watched(read, self._gone.set)
             async with ClientSession(watched, write, message_handler=self._on_message,
                                      client_info=Implementation(name="reverie", version="1")) as session:
@@ -180,16 +210,23 @@ class Connection:
                 if self.state != "starting":  # the watchdog fired while the last answer was on its way
                     return
                 watchdog.cancel()
-                self._session, self.tools, self.error = session, tools, None
+                self._session, self.tools, self.error, self._dirty = session, tools, None, False
                 self.state, self._been_up = "up", True
                 self._settled.set()
                 logger.info("MCP server %s is up with %d tools", self.name, len(tools))
                 self._on_tools(self)
                 await self._gone.wait()
 
+    def _lost(self) -> None:
+        if self.state == "up" and not self._closing:
+            self._ended = LOST_SESSION
+            self._gone.set()
+
     def _why_ended(self, log: Path, log_start: int) -> str | None:
         if self._closing or self.state == "down":
             return None
+        if self._ended:
+            return self._ended
         if self.entry.transport != "stdio":
             return "the connection was lost"
         words = last_line(log, log_start)
@@ -203,6 +240,7 @@ class Connection:
                 self._scope.cancel()
 
     def _mark_down(self, reason: str) -> None:
+        reason = self._mask(reason)
         self.state, self.error = "down", reason
         self.retry_at = self._started_at + self._next_delay()
         self._settled.set()
@@ -223,6 +261,8 @@ class Connection:
         """The live session, restarting a dead server if its backoff allows; else ToolError."""
         if self._closing or self._task is None or self._task.done():
             raise ToolError(f"The MCP server {self.name} is not running (reverie is starting or stopping).")
+        if self.state == "up" and self._gone.is_set():
+            await self._idle.wait()  # it just died: wait for the attempt to wind down, then restart it
         if self.state == "down":
             wait = (self.retry_at or 0.0) - asyncio.get_running_loop().time()
             if wait > 0:
@@ -240,16 +280,31 @@ class Connection:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if getattr(message, "method", None) == "notifications/tools/list_changed" and self._session:
-            try:
-                tools = await _list_tools(self._session)
-            except Exception as exc:  # the server went away while we asked; it is restarted on next use
-                logger.warning("MCP server %s changed its tools but did not list them: %s", self.name, exc)
-                return
+            await self._refresh_tools(self._session)
+        elif isinstance(message, Exception):
+            logger.debug("MCP server %s transport error: %r", self.name, message)
+
+
+    async def _refresh_tools(self, session: ClientSession) -> None:
+        """List the tools again, and again while more changes arrive, so the last answer is the newest."""
+        self._dirty = True
+        if self._refreshing:
+            return  # the running refresher lists once more
+        self._refreshing = True
+        try:
+            with anyio.fail_after(self.entry.timeout):
+                while self._dirty:
+                    self._dirty = False
+                    tools = await _list_tools(session)
+        except Exception as exc:  # the server went away or is too slow; it is restarted on next use
+            logger.warning("MCP server %s changed its tools but did not list them: %s", self.name, _describe(exc))
+            return
+        finally:
+            self._refreshing = False
+        if session is self._session:
             self.tools = tools
             logger.info("MCP server %s changed its tools; it now has %d", self.name, len(tools))
             self._on_tools(self)
-        elif isinstance(message, Exception):
-            logger.debug("MCP server %s transport error: %r", self.name, message)
 
 
 async def _list_tools(session: ClientSession) -> list[Tool]:
@@ -278,10 +333,12 @@ def _describe(exc: BaseException, detail: str = "") -> str:
         text = f"the MCP SDK could not be imported ({exc}); install it with: pip install 'mcp>=2.3,<3'"
     elif message == "Connection closed":
         text = "it exited during start-up"
+    elif type(exc).__name__ == "HTTPStatusError" and hasattr(exc, "response"):  # str() has the URL
+        text = f"HTTP {exc.response.status_code} {exc.response.reason_phrase}"
     elif isinstance(exc, OSError):
         text = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
     else:
-        text = f"{message or exc or type(exc).__name__}"
+        text = f"{message or str(exc) or type(exc).__name__}"
     return f"{text} ({detail})" if detail else text
 
 

@@ -65,6 +65,7 @@ class MCPManager:
         self._registered: dict[str, dict[str, _Registered]] = {name: {} for name in self._conns}
         self._names: dict[tuple[str, str], str] = {}  # a tool keeps its name across restarts
         self._live = False  # register tool changes as they happen (after start's ordered pass)
+        self._closed = False
 
     async def start(self, registry: ToolRegistry) -> None:
         """Start every enabled server in parallel and register the tools of those that came up.
@@ -79,13 +80,15 @@ class MCPManager:
         with contextlib.suppress(ImportError):
             await asyncio.to_thread(importlib.import_module, "mcp")
         await asyncio.gather(*(conn.start() for conn in self._conns.values()))
+        if self._closed:  # closed while the servers were starting: register nothing
+            return
         self._live = True
         for conn in self._conns.values():  # configuration order, so names are the same on every start
-            self._sync(conn)
+            self._tools_changed(conn)
 
     async def aclose(self) -> None:
         """Stop every server and its processes. Idempotent."""
-        self._live = False
+        self._live, self._closed = False, True
         await asyncio.gather(*(conn.aclose() for conn in self._conns.values()))
 
     def states(self) -> list[ServerStatus]:

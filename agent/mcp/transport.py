@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, MutableSequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -52,11 +52,14 @@ def server_cwd(entry: MCPServer, workspace: Path) -> Path:
     return workspace / Path(entry.cwd).expanduser() if entry.cwd else workspace
 
 
-def check_command(entry: MCPServer, env: dict[str, str]) -> str:
-    """The command, or a ToolError saying it cannot be found (clearer than a dead launcher)."""
+def check_command(entry: MCPServer, env: dict[str, str], cwd: Path | None = None) -> str:
+    """The command, or a ToolError saying it cannot be found (clearer than a dead launcher).
+
+    A command with a slash but no leading one is relative to the server's ``cwd``, as it runs there.
+    """
     command = entry.command or ""
-    found = shutil.which(command, path=env.get("PATH", os.defpath))
-    if found is None and not (os.sep in command and os.access(command, os.X_OK)):
+    found = shutil.which(command, path=env.get("PATH", os.defpath)) if os.sep not in command else None
+    if found is None and not (os.sep in command and os.access((cwd or Path.cwd()) / command, os.X_OK)):
         raise ToolError(f"the command {command!r} was not found on PATH or is not executable; "
                         f"fix mcp_servers[{entry.name}].command")
     return command
@@ -86,14 +89,15 @@ def last_line(path: Path, start: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_transport(entry: MCPServer, workspace: Path,
-                         http_errors: list[str] | None = None) -> AsyncIterator[TransportStreams]:
-    """The server's (read, write) streams. HTTP error statuses are noted in ``http_errors``."""
+async def open_transport(entry: MCPServer, workspace: Path, http_errors: MutableSequence[str] | None = None,
+                         on_lost: Callable[[], None] | None = None) -> AsyncIterator[TransportStreams]:
+    """The server's (read, write) streams. HTTP error statuses are noted in ``http_errors``;
+    ``on_lost`` is called when a streamable HTTP server no longer knows our session (it restarted)."""
     if entry.transport == "stdio":
         async with _stdio(entry, workspace) as streams:
             yield streams
     elif entry.transport == "http":
-        async with _http(entry, [] if http_errors is None else http_errors) as streams:
+        async with _http(entry, [] if http_errors is None else http_errors, on_lost) as streams:
             yield streams
     else:
         from mcp.client.sse import sse_client
@@ -108,12 +112,12 @@ async def _stdio(entry: MCPServer, workspace: Path) -> AsyncIterator[TransportSt
     from mcp import StdioServerParameters, stdio_client
 
     env = server_env(entry)
-    command = [check_command(entry, env), *entry.args]
+    cwd = server_cwd(entry, workspace)
+    command = [check_command(entry, env, cwd), *entry.args]
     if sys.platform != "win32":  # the SDK puts Windows servers in a Job object instead
         keep = ",".join(sorted(env))
         command = [sys.executable, "-I", str(LAUNCHER), "--parent", str(os.getpid()), "--keep", keep,
                    "--", *command]
-    cwd = server_cwd(entry, workspace)
     params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=cwd)
     with open_log(log_path(entry, workspace)) as log:
         async with stdio_client(params, errlog=log) as streams:
@@ -121,7 +125,8 @@ async def _stdio(entry: MCPServer, workspace: Path) -> AsyncIterator[TransportSt
 
 
 @contextlib.asynccontextmanager
-async def _http(entry: MCPServer, errors: list[str]) -> AsyncIterator[TransportStreams]:
+async def _http(entry: MCPServer, errors: MutableSequence[str],
+                on_lost: Callable[[], None] | None) -> AsyncIterator[TransportStreams]:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
@@ -130,6 +135,9 @@ async def _http(entry: MCPServer, errors: list[str]) -> AsyncIterator[TransportS
         if response.status_code >= 400:
             hint = f"; check mcp_servers[{entry.name}].headers" if response.status_code in (401, 403) else ""
             errors.append(f"HTTP {response.status_code} {response.reason_phrase}{hint}")
+        # Per the spec, a 404 to a request carrying a session id means that session is gone: start anew.
+        if response.status_code == 404 and "mcp-session-id" in response.request.headers and on_lost:
+            on_lost()
 
     timeout = httpx2.Timeout(entry.timeout, read=max(entry.timeout, HTTP_READ_TIMEOUT))
     async with httpx2.AsyncClient(headers=dict(entry.headers), timeout=timeout,

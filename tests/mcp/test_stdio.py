@@ -107,7 +107,7 @@ async def test_the_environment_is_exactly_the_entry_plus_path_home_and_locale(sh
 async def test_stderr_goes_to_a_private_log(shared: Harness) -> None:
     log = shared.workspace / "logs" / "mcp-basic.log"
     assert log.exists() and oct(log.stat().st_mode & 0o777) == "0o600"
-    assert "starting" in log.read_text()
+    assert "basic: serving on stdio" in log.read_text()  # the server's own line, not reverie's header
 
 
 async def test_manager_call_accepts_original_and_registered_names(shared: Harness) -> None:

@@ -161,4 +161,5 @@ async def grow(ctx: Context) -> str:
 
 
 if __name__ == "__main__":
+    print("basic: serving on stdio", file=sys.stderr, flush=True)  # for the private log test
     server.run()
