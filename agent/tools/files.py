@@ -21,7 +21,7 @@ from pathlib import Path
 from agent.errors import ToolError
 from agent.tools.registry import ToolContext, ToolRegistry
 
-PRIVATE_NAMES = frozenset({"config.yaml", "sessions", "logs", "cron", "usage.jsonl", "pairing"})
+PRIVATE_NAMES = frozenset({"config.yaml", "sessions", "logs", "cron", "usage.jsonl", "pairing", "state"})
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".mypy_cache",
                        ".pytest_cache", ".ruff_cache"})
 MAX_READ_BYTES = 10_000_000

@@ -31,7 +31,7 @@ def workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "notes.md").write_text("alpha\nbeta\ngamma\n")
-    for private in ("sessions", "logs", "cron", "pairing"):
+    for private in ("sessions", "logs", "cron", "pairing", "state"):
         (ws / private).mkdir()
         (ws / private / "data.jsonl").write_text(f"{private} {SECRET}\n")
     (ws / "config.yaml").write_text(f"api_key: {SECRET}\n")
@@ -125,7 +125,7 @@ async def test_edit_file_ambiguity_says_how_many(ctx: ToolContext, workspace: Pa
 async def test_list_dir_hides_private_entries(ctx: ToolContext, workspace: Path) -> None:
     listing = await ok(ctx, "list_dir")
     assert "notes.md  (17 bytes)" in listing and "sub/" in listing
-    for hidden in ("sessions", "logs", "cron", "pairing", "config.yaml", "usage.jsonl", ".env"):
+    for hidden in ("sessions", "logs", "cron", "pairing", "state", "config.yaml", "usage.jsonl", ".env"):
         assert hidden not in listing
     assert "prod.env" not in await ok(ctx, "list_dir", path="sub")
     assert "private to reverie" in await refused(ctx, "list_dir", path="sessions")
