@@ -17,7 +17,7 @@ from agent.chat import load_from_args
 from agent.errors import ConfigError, SkillError
 from skills.install import fetch, install, prepare, remove
 from skills.loader import SkillLibrary, one_line
-from skills.skill import NAME, Skill
+from skills.skill import NAME, InvalidSkill, Skill, escape, read_limited
 from skills.tool import list_files
 
 USAGE = {"show": "reverie skill show NAME", "remove": "reverie skill remove NAME",
@@ -45,13 +45,13 @@ def list_skills(library: SkillLibrary, skills_dir: Path) -> int:
     print(f"{len(skills)} skills (bundled with reverie, and yours in {skills_dir}):")
     width = max((len(s.name) for s in skills), default=0)
     for skill in skills:
-        print(f"  {skill.name:<{width}}  {status(skill)}")
-        print(f"  {'':<{width}}  {one_line(skill.description, 100)}")
+        print(f"  {skill.name:<{width}}  {escape(status(skill))}")
+        print(f"  {'':<{width}}  {escape(one_line(skill.description, 100))}")
     problems = library.problems()
     if problems:
-        print("\nSkipped because their SKILL.md has a problem:")
+        print("\nProblems (a skill with a broken SKILL.md is skipped):")
         for problem in problems:
-            print(f"  {problem}")
+            print(f"  {escape(problem)}")
     return 0
 
 
@@ -64,10 +64,14 @@ def status(skill: Skill) -> str:
 
 def show_skill(library: SkillLibrary, name: str) -> int:
     skill = _known(library, name)
-    print(f"{skill.name} ({status(skill)})")
-    print(f"Folder: {skill.folder}")
-    print(f"Files: {', '.join(list_files(skill.folder))}\n")
-    print(skill.path.read_text(encoding="utf-8").rstrip())
+    try:
+        text = read_limited(skill.path).decode("utf-8", errors="replace")
+    except InvalidSkill as exc:
+        raise SkillError(f"{escape(str(exc))}") from None
+    print(f"{skill.name} ({escape(status(skill))})")
+    print(f"Folder: {escape(str(skill.folder))}")
+    print(f"Files: {escape(', '.join(list_files(skill.folder)))}\n")
+    print(escape(text.rstrip()))
     return 0
 
 
@@ -78,9 +82,9 @@ def install_skill(skills_dir: Path, source: str, *, yes: bool, force: bool) -> i
         if (target.exists() or target.is_symlink()) and not force:
             raise SkillError(f"A skill named {plan.name} is already installed in {target}. Pass --force to "
                              f"replace it, or run `reverie skill remove {plan.name}` first.")
-        print(f"{plan.text.rstrip()}\n")
-        print(f"Files ({len(plan.files)}, {plan.size:,} bytes): {', '.join(rel for rel, _ in plan.files)}")
-        confirm(f"Install skill {plan.name} into {target}?", yes)
+        print(f"{escape(plan.text.rstrip())}\n")
+        print(f"Files ({len(plan.files)}, {plan.size:,} bytes): {escape(', '.join(rel for rel, _ in plan.files))}")
+        confirm(install_question(plan.skill, target), yes)
         install(plan, skills_dir, force=force)
     skill = SkillLibrary(user_dir=skills_dir).get(plan.name)
     print(f"Installed skill {plan.name} into {target} ({len(plan.files)} files).")
@@ -91,10 +95,21 @@ def install_skill(skills_dir: Path, source: str, *, yes: bool, force: bool) -> i
     return 0
 
 
+def install_question(skill: Skill, target: Path) -> str:
+    """The confirmation question, saying what installing changes beyond adding a skill."""
+    notes = []
+    if skill.always:
+        notes.append("it is `always: true`: its instructions are added to every conversation")
+    if SkillLibrary(user_dir=None).get(skill.name) is not None:
+        notes.append(f"it overrides the bundled skill {skill.name}")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    return f"Install skill {skill.name} into {target}{extra}?"
+
+
 def remove_skill(library: SkillLibrary, skills_dir: Path, name: str, *, yes: bool) -> int:
     folder = skills_dir / name
     # By folder, not by loaded skill: a skill skipped for a broken SKILL.md can be removed too.
-    if not NAME.match(name) or not (folder.is_dir() or folder.is_symlink()):
+    if not NAME.fullmatch(name) or not (folder.is_dir() or folder.is_symlink()):
         if _known(library, name).source == "bundled":
             raise SkillError(f"{name} is bundled with reverie and cannot be removed. To change it, put your "
                              f"own version in {folder}/SKILL.md (it overrides the bundled one).")

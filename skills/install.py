@@ -25,7 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ConfigError, SkillError
-from skills.skill import NAME, NAME_RULE, SKILL_FILE, InvalidSkill, Skill, read_skill_file, skill_from
+from skills.skill import (
+    NAME,
+    NAME_RULE,
+    SKILL_FILE,
+    InvalidSkill,
+    Skill,
+    escape,
+    has_control,
+    read_limited,
+    read_skill_file,
+    skill_from,
+)
 
 MAX_FILES = 500
 MAX_TREE_BYTES = 5_000_000
@@ -106,26 +117,30 @@ def clone(url: str, dest: Path, timeout: float = CLONE_TIMEOUT) -> None:
 
 
 def prepare(fetched: Fetched) -> Plan:
-    """Validate the fetched skill (SKILL.md first, then the tree); raise SkillError if unusable.
+    """Validate the fetched skill (the tree first, then SKILL.md); raise SkillError if unusable.
 
-    The skill is named by its frontmatter ``name:`` when that is valid, else by its folder (or
-    repository); the installed folder gets that name, so folder and frontmatter agree afterwards.
+    The tree check comes before any read, so a SKILL.md that links outside the folder (to
+    /dev/zero, say) or is a FIFO is refused without being opened. The skill is named by its
+    frontmatter ``name:`` when that is valid, else by its folder (or repository); the installed
+    folder gets that name, so folder and frontmatter agree afterwards.
     """
     folder, where = fetched.folder, f"{fetched.label}: {SKILL_FILE}"
     if not (folder / SKILL_FILE).exists():
         raise SkillError(_no_skill_file(folder, fetched.label))
+    files, size = _tree(folder, fetched.label)
+    real = dict(files).get(SKILL_FILE, folder / SKILL_FILE)
     try:
-        data, body = read_skill_file(folder / SKILL_FILE)
+        data, body = read_skill_file(real)
         declared = data.get("name")
-        name = declared.strip() if isinstance(declared, str) and NAME.match(declared.strip()) else fetched.name_hint
-        if not NAME.match(name):
+        valid = isinstance(declared, str) and NAME.fullmatch(declared.strip())
+        name = declared.strip() if valid and isinstance(declared, str) else fetched.name_hint
+        if not NAME.fullmatch(name):
             raise SkillError(f"{where} needs a `name:` of {NAME_RULE} (the folder name {name!r} is not one). "
                              "Nothing was installed.")
         skill = skill_from(data, body, folder, "workspace", name)
+        text = read_limited(real).decode("utf-8").removeprefix("\ufeff")
     except InvalidSkill as exc:
         raise SkillError(f"{where}: {exc.reason}. Nothing was installed.") from None
-    files, size = _tree(folder, fetched.label)
-    text = (folder / SKILL_FILE).read_text(encoding="utf-8")
     return Plan(skill, text, files, size)
 
 
@@ -136,6 +151,15 @@ def install(plan: Plan, skills_dir: Path, *, force: bool) -> Path:
     if exists and not force:
         raise SkillError(f"A skill named {plan.name} is already installed in {target}. Pass --force to "
                          f"replace it, or run `reverie skill remove {plan.name}` first.")
+    try:
+        return _install(plan, skills_dir, target, exists)
+    except OSError as exc:
+        where = exc.filename or skills_dir
+        raise SkillError(f"Could not install skill {plan.name} into {target}: {where}: "
+                         f"{exc.strerror or exc}. Nothing was installed.") from None
+
+
+def _install(plan: Plan, skills_dir: Path, target: Path, exists: bool) -> Path:
     skills_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".install-", dir=skills_dir))  # '.' names are never loaded
     try:
@@ -154,7 +178,7 @@ def install(plan: Plan, skills_dir: Path, *, force: bool) -> Path:
 def remove(skills_dir: Path, name: str) -> Path:
     """Delete the workspace skill ``name`` (set aside by a rename first, so no half skill stays loadable)."""
     target = skills_dir / name
-    if not NAME.match(name) or not (target.is_dir() or target.is_symlink()):
+    if not NAME.fullmatch(name) or not (target.is_dir() or target.is_symlink()):
         raise SkillError(f"No workspace skill named {name!r} in {skills_dir}.")
     _delete(_set_aside(target))
     return target
@@ -184,6 +208,9 @@ def _tree(folder: Path, label: str) -> tuple[tuple[tuple[str, Path], ...], int]:
         for name in sorted(n for n in names if n not in SKIP_NAMES):
             path = Path(here) / name
             rel, real = path.relative_to(root).as_posix(), path.resolve()
+            if has_control(rel):
+                raise SkillError(f"{escape(rel)} has a control character in its name; rename it. Nothing "
+                                 "was installed.")
             if not real.is_relative_to(root):
                 raise SkillError(f"{rel} is a link to {real}, outside the skill's folder; a skill may only "
                                  "contain its own files. Nothing was installed.")

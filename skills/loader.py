@@ -11,7 +11,8 @@ Every call stats the two roots and each SKILL.md, and re-parses only files whose
 size or inode changed, so per-turn cost is a few stat calls and ``prompt_text()`` returns the very
 same string while nothing changed (provider prompt caching depends on it). ``loads`` counts parses.
 Requirements (commands, environment variables) are checked whenever anything changed.
-Nothing here raises for a bad skill: it is skipped and reported by ``problems()``.
+Nothing here raises for a bad skill: it is skipped and reported by ``problems()``. An ``always: true``
+skill whose body exceeds ALWAYS_CHARS is kept as an ordinary skill and reported there too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).resolve().parent
 PROMPT_TEMPLATE = BUNDLED_DIR / "prompt.md"
 DESCRIPTION_CHARS = 200
+ALWAYS_CHARS = 8_000  # an always-on body longer than this is listed like any other skill instead
 
 Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when missing
 
@@ -79,7 +81,7 @@ class SkillLibrary:
         return self._skills.get(name)
 
     def problems(self) -> list[str]:
-        """Skipped SKILL.md files as "path: reason", sorted by path."""
+        """Skipped SKILL.md files (and always-on bodies over the cap) as "path: reason", sorted by path."""
         self._refresh()
         return list(self._problems)
 
@@ -140,8 +142,15 @@ class SkillLibrary:
             # Requirements are rechecked on every rebuild: a command installed since counts.
             skills[skill.name] = replace(skill, missing=skill.requires.missing(),
                                          overrides=shadowed is not None and shadowed.source == "bundled")
+        problems = [p.problem for p in self._parsed.values() if p.problem]
+        for name, skill in skills.items():
+            if skill.always and len(skill.body) > ALWAYS_CHARS:
+                skills[name] = replace(skill, always=False)
+                problems.append(f"{skill.path}: `always: true` is ignored because the body is {len(skill.body):,} "
+                                f"characters and the limit is {ALWAYS_CHARS:,}; it is listed like other skills "
+                                "(read with use_skill). Shorten it to keep it always on")
         self._skills = dict(sorted(skills.items()))
-        self._problems = sorted(p.problem for p in self._parsed.values() if p.problem)
+        self._problems = sorted(problems)
         self._text = None
 
 

@@ -30,7 +30,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +45,8 @@ MAX_BYTES = 256 * 1024
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # A top-level plain scalar (not quoted, not a flow or block value) that contains ': '.
 _UNQUOTED = re.compile(r"^([A-Za-z_][\w-]*):[ \t]+([^\s'\"\[{|>&*!%@`#][^\n]*?: [^\n]*)$", re.M)
+# Bidirectional overrides and isolates: they reorder what a terminal shows.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 NAME_RULE = "1-64 lowercase letters, digits and hyphens, not starting with a hyphen"
 
 
@@ -92,6 +96,24 @@ class Skill:
         return self.folder / SKILL_FILE
 
 
+def _unsafe(char: str) -> bool:
+    return char in _BIDI or unicodedata.category(char) == "Cc"
+
+
+def escape(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (ANSI escapes, ...) become ``\\x1b`` and
+    the like; newlines and tabs stay."""
+    if not any(_unsafe(c) for c in text):
+        return text
+    return "".join(c if c in "\n\t" or not _unsafe(c) else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def has_control(name: str) -> bool:
+    """Whether a file name holds a control character (newlines and tabs included)."""
+    return any(_unsafe(c) for c in name)
+
+
 def parse_skill(folder: Path, source: Source, name: str | None = None) -> Skill:
     """The skill in ``folder`` (named after it unless ``name`` is given); raises InvalidSkill."""
     path = folder / SKILL_FILE
@@ -101,16 +123,7 @@ def parse_skill(folder: Path, source: Source, name: str | None = None) -> Skill:
 
 def read_skill_file(path: Path) -> tuple[dict[str, Any], str]:
     """The frontmatter mapping and the body of one SKILL.md; raises InvalidSkill."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise InvalidSkill(path, f"it is {size // 1024} KB and the limit is {MAX_BYTES // 1024} KB; "
-                                     "move long material into files beside it")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidSkill(path, f"missing; a skill folder needs a {SKILL_FILE}") from None
-    except OSError as exc:
-        raise InvalidSkill(path, f"cannot be read ({exc.strerror})") from None
+    raw = read_limited(path)
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -119,16 +132,56 @@ def read_skill_file(path: Path) -> tuple[dict[str, Any], str]:
     return _load_yaml(path, head), body.strip()
 
 
+def read_limited(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES, never following a link or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InvalidSkill(path, f"missing; a skill folder needs a {SKILL_FILE}") from None
+    except OSError as exc:
+        if path.is_symlink():
+            raise InvalidSkill(path, "is a symbolic link; replace it with the file itself") from None
+        raise InvalidSkill(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidSkill(path, "not a regular file (a FIFO, device or folder); make it a plain text file")
+        raw = b"" if info.st_size > MAX_BYTES else _read_up_to(fd, MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidSkill(path, f"cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if info.st_size > MAX_BYTES or len(raw) > MAX_BYTES:
+        size = max(info.st_size, len(raw))
+        raise InvalidSkill(path, f"too large: it is {size // 1024} KB and the limit is {MAX_BYTES // 1024} KB; "
+                                 "move long material into files beside it")
+    return raw
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def skill_from(data: dict[str, Any], body: str, folder: Path, source: Source, name: str) -> Skill:
     """Build a Skill from parsed frontmatter; raises InvalidSkill naming what to fix."""
     path = folder / SKILL_FILE
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidSkill(path, f"{name!r} is not a valid skill name ({NAME_RULE}); rename the folder")
     description = data.get("description")
+    if description is not None and not isinstance(description, str | dict | list | bool):
+        description = str(description)  # a date or a number written unquoted
     if not isinstance(description, str) or not description.strip():
         raise InvalidSkill(path, "no description; add `description:` saying what the skill does and when to use it")
     blocks = _blocks(data)
-    requires = _requirements(path, blocks)
+    requires = _requirements(blocks)
     always = any(block.get("always") is True for block in blocks)
     return Skill(name, description.strip(), folder, source, always, requires.missing(), requires, body=body)
 
@@ -182,7 +235,10 @@ def _safe_load(head: str) -> Any:
 
 
 def _blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The top level plus each ``metadata.<agent>`` mapping: where requirements may be written."""
+    """The top level plus each ``metadata.<agent>`` mapping: where requirements may be written.
+
+    ``metadata`` itself is a free map in the convention, so its own keys are never read.
+    """
     meta = data.get("metadata")
     if isinstance(meta, str):
         try:
@@ -191,30 +247,28 @@ def _blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
             meta = None  # the convention allows plain string metadata; it is not ours to read
     if not isinstance(meta, dict):
         return [data]
-    return [data, meta, *(value for value in meta.values() if isinstance(value, dict))]
+    return [data, *(value for value in meta.values() if isinstance(value, dict))]
 
 
-def _requirements(path: Path, blocks: list[dict[str, Any]]) -> Requirements:
+def _requirements(blocks: list[dict[str, Any]]) -> Requirements:
+    """Requirements from every block; values of the wrong shape are ignored, never fatal."""
     bins: list[str] = []
     env: list[str] = []
     systems: list[str] = []
     for block in blocks:
         requires = block.get("requires")
-        if requires is not None and not isinstance(requires, dict):
-            raise InvalidSkill(path, "`requires` must be a mapping such as {bins: [gh], env: [GITHUB_TOKEN]}")
-        requires = requires or {}
-        bins += _names(path, requires, "bins")
-        env += _names(path, requires, "env")
-        systems += _names(path, block, "os") + _names(path, requires, "os")
+        requires = requires if isinstance(requires, dict) else {}
+        bins += _names(requires, "bins")
+        env += _names(requires, "env")
+        systems += _names(block, "os") + _names(requires, "os")
     return Requirements(*(tuple(dict.fromkeys(names)) for names in (bins, env, systems)))
 
 
-def _names(path: Path, mapping: dict[str, Any], key: str) -> list[str]:
+def _names(mapping: dict[str, Any], key: str) -> list[str]:
+    """The names under ``key`` (a string or a list of strings); anything else counts as none."""
     value = mapping.get(key)
-    if value is None:
-        return []
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        raise InvalidSkill(path, f"`{key}` must be a list of names, e.g. [{'gh' if key == 'bins' else 'NAME'}]")
-    return [item.strip() for item in value]
+    if not isinstance(value, list):
+        return []
+    return [item.strip() for item in value if isinstance(item, str) and item.strip()]

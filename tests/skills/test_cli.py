@@ -40,7 +40,7 @@ def test_list_shows_sources_overrides_availability_and_problems(
     assert "  weather        workspace, overrides bundled, available\n" in out
     assert "  gated          workspace, unavailable: needs the environment variable REVERIE_TEST_UNSET_VAR\n" in out
     assert "  cron           bundled, available\n" in out and "My own weather." in out
-    assert out.endswith(f"Skipped because their SKILL.md has a problem:\n  {user_dir}/broken/SKILL.md: no frontmatter; "
+    assert out.endswith(f"Problems (a skill with a broken SKILL.md is skipped):\n  {user_dir}/broken/SKILL.md: no frontmatter; "
                         "the file must start with a '---' line, then `name:` and `description:`, then another "
                         "'---' line\n")
 
