@@ -70,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = _add(sub, "mcp", _mcp, common, "list the configured MCP servers and their tools, or call one tool")
     mcp.add_argument("action", choices=["list", "call"])
     mcp.add_argument("args", nargs="*", metavar="ARG", help="call SERVER TOOL ['{\"json\": \"arguments\"}']")
-    skill = _add(sub, "skill", _skill, common, "list, show, install or remove skills")
-    skill.add_argument("action", choices=["list", "show", "install", "remove"])
+    skill = _add(sub, "skill", _skill, common, "list, show, install, approve or remove skills")
+    skill.add_argument("action", choices=["list", "show", "install", "approve", "remove"])
     skill.add_argument("target", nargs="?", metavar="NAME_OR_SOURCE",
-                       help="show/remove NAME | install PATH_OR_GIT_URL")
+                       help="show/approve/remove NAME | install PATH_OR_GIT_URL")
     skill.add_argument("--yes", "-y", action="store_true", help="do not ask before installing or removing")
     skill.add_argument("--force", action="store_true", help="install over an existing skill of the same name")
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")

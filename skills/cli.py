@@ -5,6 +5,7 @@
     reverie skill install ./my-skill                    # asks first; --yes to skip, --force to replace
     reverie skill install https://host/owner/skills.git#pdf
     reverie skill remove pdf                            # workspace skills only
+    reverie skill approve pdf                           # let a hand-written skill be always-on or override
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from agent.chat import load_from_args
 from agent.errors import ConfigError, SkillError
 from skills.install import fetch, install, prepare, remove
 from skills.loader import SkillLibrary, one_line
-from skills.skill import NAME, InvalidSkill, Skill, escape, read_limited
+from skills.skill import NAME, InvalidSkill, Skill, escape, parse_skill, read_limited
 from skills.tool import list_files
 
 USAGE = {"show": "reverie skill show NAME", "remove": "reverie skill remove NAME",
+         "approve": "reverie skill approve NAME",
          "install": "reverie skill install PATH_OR_GIT_URL"}
 
 
@@ -37,7 +39,24 @@ def run_skill(args: argparse.Namespace) -> int:
         return show_skill(library, target)
     if args.action == "install":
         return install_skill(skills_dir, target, yes=args.yes, force=args.force)
+    if args.action == "approve":
+        return approve_skill(skills_dir, target, yes=args.yes)
     return remove_skill(library, skills_dir, target, yes=args.yes)
+
+
+def approve_skill(skills_dir: Path, name: str, *, yes: bool) -> int:
+    """Approve the current SKILL.md of a workspace skill, after showing it."""
+    try:
+        skill = parse_skill(skills_dir / name, "workspace")
+    except InvalidSkill as exc:
+        raise SkillError(f"Cannot approve {name}: {escape(str(exc))}") from None
+    print(escape(read_limited(skill.path).decode("utf-8", errors="replace").rstrip()) + "\n")
+    confirm(install_question(skill, skills_dir / name).replace("Install", "Approve", 1), yes)
+    library = SkillLibrary(user_dir=skills_dir)
+    assert library.approvals is not None
+    library.approvals.approve(skill)
+    print(f"Approved this version of {name}; if its SKILL.md changes, approve it again.")
+    return 0
 
 
 def list_skills(library: SkillLibrary, skills_dir: Path) -> int:
@@ -86,7 +105,10 @@ def install_skill(skills_dir: Path, source: str, *, yes: bool, force: bool) -> i
         print(f"Files ({len(plan.files)}, {plan.size:,} bytes): {escape(', '.join(rel for rel, _ in plan.files))}")
         confirm(install_question(plan.skill, target), yes)
         install(plan, skills_dir, force=force)
-    skill = SkillLibrary(user_dir=skills_dir).get(plan.name)
+    library = SkillLibrary(user_dir=skills_dir)
+    if library.approvals is not None:  # the owner saw it and said yes
+        library.approvals.approve(parse_skill(skills_dir / plan.name, "workspace"))
+    skill = library.get(plan.name)
     print(f"Installed skill {plan.name} into {target} ({len(plan.files)} files).")
     if skill is not None and skill.overrides:
         print(f"It overrides the bundled skill {plan.name}; remove it to get the bundled one back.")

@@ -24,6 +24,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
+from skills.approval import Approvals
 from skills.skill import SKILL_FILE, InvalidSkill, Skill, Source, parse_skill
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent
 PROMPT_TEMPLATE = BUNDLED_DIR / "prompt.md"
 DESCRIPTION_CHARS = 200
 ALWAYS_CHARS = 8_000  # an always-on body longer than this is listed like any other skill instead
+APPROVALS_FILE = "skill-approvals.json"  # in <workspace>/state/
 
 Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when missing
 
@@ -61,9 +63,13 @@ class _Parsed:
 class SkillLibrary:
     """Skills by name; see the module docstring."""
 
-    def __init__(self, user_dir: Path | None = None, bundled_dir: Path | None = BUNDLED_DIR) -> None:
+    def __init__(self, user_dir: Path | None = None, bundled_dir: Path | None = BUNDLED_DIR,
+                 approvals: Approvals | None = None) -> None:
         roots: list[tuple[Path | None, Source]] = [(bundled_dir, "bundled"), (user_dir, "workspace")]
         self._roots = [_Root(Path(d).expanduser(), source) for d, source in roots if d is not None]
+        if approvals is None and user_dir is not None:
+            approvals = Approvals(Path(user_dir).expanduser().parent / "state" / APPROVALS_FILE)
+        self.approvals = approvals
         self._parsed: dict[Path, _Parsed] = {}
         self._key: tuple[object, ...] | None = None
         self._skills: dict[str, Skill] = {}
@@ -109,7 +115,8 @@ class SkillLibrary:
                 root.texts = [os.fspath(path) for path in root.files]  # os.stat on str: no pathlib per call
         stamps = tuple(_stamp(text) for root in self._roots for text in root.texts)
         # The file list follows from the root stamps, so these two say whether anything changed.
-        key = (tuple(root.stamp for root in self._roots), stamps)
+        approved = _stamp(os.fspath(self.approvals.path)) if self.approvals else None
+        key = (tuple(root.stamp for root in self._roots), stamps, approved)
         if key == self._key:
             return
         self._key = key
@@ -132,17 +139,32 @@ class SkillLibrary:
             logger.exception("Unexpected error while reading %s", path)
             return _Parsed(stamp, None, f"{path}: unexpected error while reading it (see the log)")
 
+    def _vetted(self, skill: Skill, overrides: bool) -> tuple[Skill, str | None]:
+        """A workspace skill that reaches every conversation needs the owner's approval (skills/approval.py)."""
+        if skill.source != "workspace" or not (skill.always or overrides) or self.approvals is None:
+            return skill, None
+        if self.approvals.approved(skill):
+            return skill, None
+        what = f"it replaces the bundled skill {skill.name}" if overrides else "`always: true` is ignored"
+        return replace(skill, always=False), (f"{skill.path}: {what} until you approve this version: "
+                                              f"reverie skill approve {skill.name}")
+
     def _merge(self) -> None:
         skills: dict[str, Skill] = {}
+        problems = [p.problem for p in self._parsed.values() if p.problem]
         for parsed in self._parsed.values():  # bundled first, so workspace skills replace them
             skill = parsed.skill
             if skill is None:
                 continue
             shadowed = skills.get(skill.name)
+            overrides = shadowed is not None and shadowed.source == "bundled"
+            skill, problem = self._vetted(skill, overrides)
+            if problem:
+                problems.append(problem)
+                if overrides:
+                    continue  # the bundled skill stays in effect until the owner approves the replacement
             # Requirements are rechecked on every rebuild: a command installed since counts.
-            skills[skill.name] = replace(skill, missing=skill.requires.missing(),
-                                         overrides=shadowed is not None and shadowed.source == "bundled")
-        problems = [p.problem for p in self._parsed.values() if p.problem]
+            skills[skill.name] = replace(skill, missing=skill.requires.missing(), overrides=overrides)
         for name, skill in skills.items():
             if skill.always and len(skill.body) > ALWAYS_CHARS:
                 skills[name] = replace(skill, always=False)

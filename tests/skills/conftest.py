@@ -36,3 +36,12 @@ def bundled_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_skill() -> MakeSkill:
     return write_skill
+
+
+def approve(user_dir: Path, name: str) -> None:
+    """What `reverie skill approve NAME` records: the owner's yes to this version of the skill."""
+    from skills.approval import Approvals
+    from skills.loader import APPROVALS_FILE
+    from skills.skill import parse_skill
+
+    Approvals(user_dir.parent / "state" / APPROVALS_FILE).approve(parse_skill(user_dir / name, "workspace"))

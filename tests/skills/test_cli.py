@@ -35,6 +35,10 @@ def test_list_shows_sources_overrides_availability_and_problems(
     (user_dir / "broken").mkdir()
     (user_dir / "broken" / "SKILL.md").write_text("no frontmatter here\n")
     assert skill(config, "list") == 0
+    assert "weather        bundled, available" in capsys.readouterr().out  # not approved yet
+    assert skill(config, "approve", "weather", "--yes") == 0
+    assert "Approved this version of weather" in capsys.readouterr().out
+    assert skill(config, "list") == 0
     out = capsys.readouterr().out
     assert out.startswith(f"7 skills (bundled with reverie, and yours in {user_dir}):\n")
     assert "  weather        workspace, overrides bundled, available\n" in out

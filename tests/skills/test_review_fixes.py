@@ -16,7 +16,7 @@ from agent.errors import SkillError
 from skills import SkillLibrary
 from skills.install import Fetched, Plan, install, prepare
 from skills.skill import InvalidSkill, parse_skill, skill_from
-from tests.skills.conftest import MakeSkill
+from tests.skills.conftest import MakeSkill, approve
 
 
 class Terminal(io.StringIO):
@@ -122,6 +122,8 @@ def test_the_question_says_always_on_and_overrides(config: Path, tmp_path: Path,
 def test_an_oversized_always_skill_is_listed_not_inlined(user_dir: Path, make_skill: MakeSkill) -> None:
     make_skill(user_dir, "big", "Big rules.", "B" * 9_000, extra="always: true\n")
     make_skill(user_dir, "small", "Small rules.", "S" * 100, extra="always: true\n")
+    approve(user_dir, "big")
+    approve(user_dir, "small")
     lib = SkillLibrary(user_dir=user_dir, bundled_dir=None)
     text = lib.prompt_text()
     assert "B" * 100 not in text and "- big: Big rules." in text and "S" * 100 in text
