@@ -134,7 +134,7 @@ def remove_skill(library: SkillLibrary, skills_dir: Path, name: str, *, yes: boo
     if not NAME.fullmatch(name) or not (folder.is_dir() or folder.is_symlink()):
         if _known(library, name).source == "bundled":
             raise SkillError(f"{name} is bundled with reverie and cannot be removed. To change it, put your "
-                             f"own version in {folder}/SKILL.md (it overrides the bundled one).")
+                             f"own version in {folder}/SKILL.md and approve it with `reverie skill approve {name}`.")
     confirm(f"Remove skill {name} from {folder}?", yes)
     remove(skills_dir, name)
     print(f"Removed skill {name} from {folder}.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 MakeSkill = Callable[..., Path]
 
@@ -31,6 +33,20 @@ def bundled_dir(tmp_path: Path) -> Path:
     path = tmp_path / "bundled"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config file whose workspace is ``tmp_path/ws`` (so ``user_dir`` is its skills folder)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws")}))
+    return path
+
+
+@pytest.fixture
+def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody at the keyboard: stdin is empty and not a terminal."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
 
 @pytest.fixture

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent.cli import main
 from tests.skills.conftest import MakeSkill
 
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws")}))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+pytestmark = pytest.mark.usefixtures("no_terminal")
 
 
 def skill(config: Path, *args: str) -> int:
@@ -79,7 +67,7 @@ def test_bundled_and_unknown_skills_cannot_be_removed(config: Path, user_dir: Pa
     assert skill(config, "remove", "cron", "--yes") == 1
     err = capsys.readouterr().err
     assert "cron is bundled with reverie and cannot be removed" in err
-    assert f"{user_dir / 'cron'}/SKILL.md (it overrides the bundled one)" in err
+    assert f"{user_dir / 'cron'}/SKILL.md and approve it with `reverie skill approve cron`" in err
     assert skill(config, "remove", "../../etc", "--yes") == 1
     assert "No skill named '../../etc'" in capsys.readouterr().err
 

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent.cli import main
 
@@ -23,16 +22,6 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws")}))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
 
 @pytest.fixture
@@ -43,6 +32,9 @@ def source(tmp_path: Path) -> Path:
     (folder / "scripts" / "hello.sh").write_text(f"#!/bin/sh\ntouch {tmp_path / 'ran'}\n")
     (folder / "scripts" / "hello.sh").chmod(0o755)
     return folder
+
+
+pytestmark = pytest.mark.usefixtures("no_terminal")
 
 
 def skill(config: Path, *args: str) -> int:
