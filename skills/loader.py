@@ -172,6 +172,8 @@ class SkillLibrary:
                                 f"characters and the limit is {ALWAYS_CHARS:,}; it is listed like other skills "
                                 "(read with use_skill). Shorten it to keep it always on")
         self._skills = dict(sorted(skills.items()))
+        for problem in sorted(set(problems) - set(self._problems)):  # each new problem once, in the daemon's log
+            logger.warning("skill skipped or limited: %s", problem)
         self._problems = sorted(problems)
         self._text = None
 

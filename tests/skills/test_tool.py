@@ -105,3 +105,24 @@ async def test_an_edit_is_read_on_the_next_call(lib: SkillLibrary, ctx: ToolCont
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))
     result = await use(lib, ctx, name="deploy")
     assert result["content"].endswith("\n\nNew steps.")
+
+
+async def test_a_broken_skill_says_why(lib: SkillLibrary, ctx: ToolContext, user_dir: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    (user_dir / "draft").mkdir()
+    (user_dir / "draft" / "SKILL.md").write_text("---\nname: draft\n---\nno description\n")
+    result = await use(lib, ctx, name="draft")
+    assert result["is_error"] and "Its SKILL.md has a problem" in result["content"]
+    assert "description" in result["content"]
+    await use(lib, ctx, name="draft")
+    assert sum("draft/SKILL.md" in r.getMessage() for r in caplog.records) == 1  # logged once, not per call
+
+
+async def test_a_requirement_met_later_counts_without_an_edit(user_dir: Path, make_skill: MakeSkill, ctx: ToolContext,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    make_skill(user_dir, "keyed", "Needs a key.", "Use the key.", extra="requires: {env: [REVERIE_TEST_LATER_KEY]}\n")
+    lib = SkillLibrary(user_dir=user_dir, bundled_dir=None)
+    assert (await use(lib, ctx, name="keyed"))["is_error"]
+    monkeypatch.setenv("REVERIE_TEST_LATER_KEY", "set-now")
+    result = await use(lib, ctx, name="keyed")
+    assert not result["is_error"] and "Use the key." in result["content"]
