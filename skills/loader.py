@@ -76,6 +76,7 @@ class SkillLibrary:
         self._problems: list[str] = []
         self._text: str | None = None
         self.loads = 0  # SKILL.md files parsed so far: stays put while nothing changes
+        self._registry: ToolRegistry | None = None
 
     def skills(self) -> list[Skill]:
         """Every usable skill (available or not), sorted by name."""
@@ -102,7 +103,11 @@ class SkillLibrary:
         """Add the ``use_skill`` tool (read-only) to ``registry``."""
         from skills.tool import register
 
+        self._registry = registry  # skills that need a tool are unavailable without it
         register(self, registry)
+
+    def tool_names(self) -> frozenset[str] | None:
+        return frozenset(self._registry.names()) if self._registry is not None else None
 
     # --- cache ------------------------------------------------------------------------------------
 
@@ -116,7 +121,8 @@ class SkillLibrary:
         stamps = tuple(_stamp(text) for root in self._roots for text in root.texts)
         # The file list follows from the root stamps, so these two say whether anything changed.
         approved = _stamp(os.fspath(self.approvals.path)) if self.approvals else None
-        key = (tuple(root.stamp for root in self._roots), stamps, approved)
+        tools = self._registry.names() if self._registry is not None else None
+        key = (tuple(root.stamp for root in self._roots), stamps, approved, tools)
         if key == self._key:
             return
         self._key = key
@@ -164,7 +170,7 @@ class SkillLibrary:
                 if overrides:
                     continue  # the bundled skill stays in effect until the owner approves the replacement
             # Requirements are rechecked on every rebuild: a command installed since counts.
-            skills[skill.name] = replace(skill, missing=skill.requires.missing(), overrides=overrides)
+            skills[skill.name] = replace(skill, missing=skill.requires.missing(self.tool_names()), overrides=overrides)
         for name, skill in skills.items():
             if skill.always and len(skill.body) > ALWAYS_CHARS:
                 skills[name] = replace(skill, always=False)

@@ -65,10 +65,15 @@ class Requirements:
     bins: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     os: tuple[str, ...] = ()  # sys.platform prefixes: "linux", "darwin", "win32"
+    tools: tuple[str, ...] = ()  # agent tools it relies on (e.g. exec, web_fetch, cron)
 
-    def missing(self) -> tuple[str, ...]:
-        """The unmet requirements as plain reasons; empty when the skill can be used here."""
+    def missing(self, tools: frozenset[str] | None = None) -> tuple[str, ...]:
+        """The unmet requirements as plain reasons; empty when the skill can be used here.
+
+        ``tools`` is the set of tool names the agent has (None: not checked)."""
         reasons = [f"needs the `{name}` command" for name in self.bins if shutil.which(name) is None]
+        if tools is not None:
+            reasons += [f"needs the {name} tool (not enabled)" for name in self.tools if name not in tools]
         reasons += [f"needs the environment variable {name}" for name in self.env if not os.environ.get(name)]
         if self.os and not any(sys.platform.startswith(name) for name in self.os):
             reasons.append(f"runs only on {', '.join(self.os)}")
@@ -255,13 +260,15 @@ def _requirements(blocks: list[dict[str, Any]]) -> Requirements:
     bins: list[str] = []
     env: list[str] = []
     systems: list[str] = []
+    tools: list[str] = []
     for block in blocks:
         requires = block.get("requires")
         requires = requires if isinstance(requires, dict) else {}
         bins += _names(requires, "bins")
         env += _names(requires, "env")
         systems += _names(block, "os") + _names(requires, "os")
-    return Requirements(*(tuple(dict.fromkeys(names)) for names in (bins, env, systems)))
+        tools += _names(requires, "tools")
+    return Requirements(*(tuple(dict.fromkeys(names)) for names in (bins, env, systems, tools)))
 
 
 def _names(mapping: dict[str, Any], key: str) -> list[str]:

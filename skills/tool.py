@@ -49,7 +49,7 @@ def read_skill(library: SkillLibrary, name: str, file: str | None = None) -> str
         broken = [p for p in library.problems() if f"/{name.strip()}/{SKILL_FILE}:" in p]
         why = f" Its SKILL.md has a problem: {broken[0]}." if broken else ""
         raise ToolError(f"Unknown skill {name!r}.{why} Available skills: {names}.")
-    if not skill.available and skill.requires.missing():  # checked again: a command may have been installed since
+    if not skill.available and skill.requires.missing(library.tool_names()):  # a command installed since counts
         raise ToolError(f"The skill {skill.name!r} cannot be used on this machine: {'; '.join(skill.missing)}. "
                         "Tell the person what it needs instead of following it.")
     if file:

@@ -126,3 +126,21 @@ async def test_a_requirement_met_later_counts_without_an_edit(user_dir: Path, ma
     monkeypatch.setenv("REVERIE_TEST_LATER_KEY", "set-now")
     result = await use(lib, ctx, name="keyed")
     assert not result["is_error"] and "Use the key." in result["content"]
+
+
+async def test_a_skill_that_needs_a_tool_waits_for_it(user_dir: Path, make_skill: MakeSkill, ctx: ToolContext) -> None:
+    make_skill(user_dir, "remind", "Reminders.", "Use the cron tool.", extra="requires: {tools: [cron]}\n")
+    lib = SkillLibrary(user_dir=user_dir, bundled_dir=None)
+    registry = ToolRegistry()
+    lib.register(registry)
+    assert "- remind (unavailable: needs the cron tool (not enabled)): Reminders." in lib.prompt_text()
+    result = await registry.run(ToolCall("c1", "use_skill", {"name": "remind"}), ctx)
+    assert result["is_error"] and "needs the cron tool" in result["content"]
+
+    async def cron(ctx: ToolContext) -> str:
+        """Schedule things."""
+        return "ok"
+
+    registry.register(cron)  # e.g. an MCP server came up, or the feature was turned on
+    assert "- remind: Reminders." in lib.prompt_text()
+    assert not (await registry.run(ToolCall("c2", "use_skill", {"name": "remind"}), ctx))["is_error"]
