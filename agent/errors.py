@@ -7,7 +7,8 @@
     ├── ToolError           a tool could not do what the model asked (becomes an is_error result)
     ├── SessionError        a session file could not be read or written
     ├── ChannelError        a chat platform refused or dropped us
-    └── SkillError          a skill could not be installed, removed or shown
+    ├── SkillError          a skill could not be installed, removed or shown
+    └── MemoryStoreError    MEMORY.md or its git history could not be read or changed
 
 SDK exceptions are translated at the edge with ``raise ... from exc`` so nothing above the
 providers and channels needs to know which SDK is in use.
@@ -59,3 +60,7 @@ class ChannelError(ReverieError):
 
 class SkillError(ReverieError):
     """A skill could not be installed, removed or shown (``reverie skill ...``)."""
+
+
+class MemoryStoreError(ReverieError):
+    """The memory store failed: an unknown revision, a fact it cannot hold, or git itself."""

@@ -1,0 +1,222 @@
+"""MEMORY.md in its own git repository: every change is a commit, nothing is ever rewritten.
+
+    store = MemoryStore(workspace / "memory")
+    sha = await store.remember("Prefers tea over coffee", "Preferences", source="telegram")
+    store.log(10)                     # [LogEntry(sha, date, "remember: Prefers tea over coffee", 1, 0), ...]
+    store.diff("HEAD~1")              # unified diff from that revision to the file as it is now
+    await store.locked(store.restore, "3f2a1c9")   # the old content as a new commit "restore 3f2a1c9"
+    store.prompt_text(12_000)         # the notes block for the system prompt ("" without facts)
+
+The sync methods block (GitPython shells out to git), so async code uses ``remember`` or
+``locked(fn, ...)``: one asyncio.Lock serialises every write and the work runs in a thread.
+Each operation opens its own ``Repo`` and closes it, because GitPython keeps ``git cat-file``
+processes alive otherwise (LIBRARIES.md section 7). The owner may edit MEMORY.md by hand at any
+time: before any write, such an edit is committed as ``manual edit`` so the owner's version is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import NamedTuple, ParamSpec, TypeVar
+
+from git import Actor, Commit, Repo
+from git.exc import GitCommandError
+from gitdb.exc import ODBError
+
+from agent.errors import MemoryStoreError
+from memory import notes
+
+NAME = "MEMORY.md"
+IDENTITY = Actor("reverie", "reverie@localhost")
+_HERE = Path(__file__).parent
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LogEntry(NamedTuple):
+    sha: str
+    date: datetime
+    message: str
+    added: int  # lines of MEMORY.md added by this commit
+    removed: int
+
+
+class MemoryStore:
+    """The git-versioned MEMORY.md in ``folder`` (usually ``<workspace>/memory``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder).expanduser().resolve()
+        self.path = self.folder / NAME
+        self._lock = asyncio.Lock()  # async writers queue here instead of filling the thread pool
+        self._thread_lock = threading.RLock()  # sync writers from several threads
+        self._cache: tuple[tuple[int, int, int], str] | None = None
+
+    # --- async façade -----------------------------------------------------------------------------
+
+    async def remember(self, fact: str, section: str, source: str, day: date | None = None) -> str:
+        """Append one fact and commit it; the new commit's sha, or "" when the fact was already there."""
+        return await self.locked(self.add_fact, fact, section, source, day)
+
+    async def locked(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a sync write (``restore``, ``commit_manual_edits``, ...) in a thread, one at a time."""
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the folder (0700) and its repository with the initial MEMORY.md, once."""
+        with self._thread_lock:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.folder, 0o700)
+            if (self.folder / ".git").exists():
+                return
+            # Repo.init on this very folder: a workspace inside another repository gets its own.
+            with Repo.init(self.folder) as repo:
+                if not self.path.exists():
+                    self._write((_HERE / "template.md").read_text(encoding="utf-8"))
+                self._commit(repo, "init")
+
+    def add_fact(self, fact: str, section: str, source: str, day: date | None = None) -> str:
+        """Sync ``remember``: the new commit's sha, or "" when this exact fact is already recorded."""
+        fact, source = _one_line(fact, "fact"), _one_line(source, "source")
+        section = _one_line(section.strip().lstrip("# "), "section")
+        with self._thread_lock, self._repo() as repo:
+            self._commit_edits(repo)
+            text = self.show()
+            if notes.has_fact(text, fact):
+                return ""
+            self._write(notes.add_fact(text, fact, section, day or date.today(), source))
+            return self._commit(repo, f"remember: {_shorten(fact, 60)}")
+
+    def commit_manual_edits(self) -> str:
+        """Commit a hand edit of MEMORY.md as ``manual edit``; its sha, or "" when there was none."""
+        with self._thread_lock, self._repo() as repo:
+            return self._commit_edits(repo)
+
+    def restore(self, rev: str) -> str:
+        """Make MEMORY.md what it was at ``rev``, as a new commit ``restore <short sha>``; its sha.
+
+        Nothing is committed (and HEAD's sha returned) when the content is already the same.
+        """
+        with self._thread_lock, self._repo() as repo:
+            old = _resolve(repo, rev)
+            try:
+                content = (old.tree / NAME).data_stream.read().decode("utf-8")
+            except KeyError:
+                raise MemoryStoreError(f"Revision {rev} has no {NAME}; pick one from the memory log.") from None
+            self._commit_edits(repo)
+            if content == self.show():
+                return repo.head.commit.hexsha
+            self._write(content)
+            return self._commit(repo, f"restore {old.hexsha[:7]}")
+
+    def _commit_edits(self, repo: Repo) -> str:
+        if not repo.git.status("--porcelain", "--", NAME):
+            return ""
+        return self._commit(repo, "manual edit")
+
+    def _commit(self, repo: Repo, message: str) -> str:
+        # git add as a subprocess with cwd: index.add() would os.chdir the whole daemon.
+        try:
+            repo.git.add("--all", "--", NAME)
+            commit = repo.index.commit(message, author=IDENTITY, committer=IDENTITY, skip_hooks=True)
+        except (GitCommandError, OSError) as exc:  # e.g. another process holds .git/index.lock
+            raise MemoryStoreError(f"Could not commit {self.path} ({exc}). "
+                                   "If another git process is using it, try again.") from exc
+        return commit.hexsha
+
+    def _write(self, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{NAME}.", suffix=".tmp", dir=self.folder)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def show(self, rev: str | None = None) -> str:
+        """MEMORY.md as it is now (``rev=None``) or at a revision."""
+        if rev is None:
+            self.ensure()
+            return self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        with self._repo() as repo:
+            try:
+                return (_resolve(repo, rev).tree / NAME).data_stream.read().decode("utf-8")
+            except KeyError:
+                raise MemoryStoreError(f"Revision {rev} has no {NAME}.") from None
+
+    def log(self, limit: int = 20) -> list[LogEntry]:
+        """The newest ``limit`` commits that touched MEMORY.md, with lines added and removed."""
+        with self._repo() as repo:
+            out = repo.git.log(f"-n{max(limit, 1)}", "--numstat", "--format=%x1e%H%x1f%aI%x1f%s", "--", NAME)
+        return [_entry(record) for record in out.split("\x1e") if record.strip()]
+
+    def diff(self, rev: str | None = None) -> str:
+        """Unified diff of MEMORY.md from ``rev`` (default HEAD) to the file as it is now."""
+        with self._repo() as repo:
+            sha = _resolve(repo, rev or "HEAD").hexsha
+            return str(repo.git.diff(sha, "--", NAME))
+
+    def facts(self, text: str | None = None) -> list[str]:
+        """The bullets of ``text`` (default: the current MEMORY.md)."""
+        return notes.facts(self.show() if text is None else text)
+
+    def prompt_text(self, max_chars: int) -> str:
+        """The notes block for the system prompt; the same string object while MEMORY.md is unchanged."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return ""
+        key = (stat.st_mtime_ns, stat.st_size, max_chars)
+        if self._cache is None or self._cache[0] != key:
+            text = self.path.read_text(encoding="utf-8")
+            preface = (_HERE / "preface.md").read_text(encoding="utf-8")
+            self._cache = (key, notes.notes_block(text, preface, max_chars))
+        return self._cache[1]
+
+    def _repo(self) -> Repo:
+        self.ensure()
+        return Repo(self.folder)
+
+
+def _resolve(repo: Repo, rev: str) -> Commit:
+    try:
+        commit = repo.commit(rev)
+        commit.tree  # noqa: B018 -- a full-length sha resolves lazily; make a missing object fail here
+        return commit
+    except (ODBError, ValueError, GitCommandError) as exc:
+        raise MemoryStoreError(f"Unknown memory revision {rev!r}; use a sha from the memory log.") from exc
+
+
+def _entry(record: str) -> LogEntry:
+    header, *stats = record.strip("\n").split("\n")
+    sha, when, message = header.split("\x1f", 2)
+    added = removed = 0
+    for line in stats:
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            added, removed = added + int(parts[0]), removed + int(parts[1])
+    return LogEntry(sha, datetime.fromisoformat(when), message, added, removed)
+
+
+def _one_line(value: str, what: str) -> str:
+    value = value.strip()
+    if not value or "\n" in value or "\r" in value:
+        raise MemoryStoreError(f"A memory {what} must be one non-empty line; got {_shorten(value, 40)!r}.")
+    return value
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,60 @@
+"""The ``remember`` tool: the model records one durable fact when the owner asks it to.
+
+    register(store, registry, secrets=config_secrets)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agent.errors import MemoryStoreError, ToolError
+from agent.tools.registry import ToolContext, ToolRegistry
+from memory.store import MemoryStore
+
+DEFAULT_SECTION = "About the owner"
+MAX_FACT_CHARS = 500
+
+
+def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] = ()) -> None:
+    """Add ``remember``; facts containing any of ``secrets`` (API keys, tokens) are refused."""
+    known = {s for s in secrets if s}
+
+    async def remember(ctx: ToolContext, fact: str, section: str | None = None) -> str:
+        """Record one durable fact about the owner in long-term memory.
+        Use it when the owner asks you to remember something.
+
+        Args:
+            fact: One short, self-contained sentence, e.g. "Prefers tea over coffee"
+                or "Sister Ana lives in Porto".
+            section: Where it belongs: "About the owner" (the default), "People", "Projects",
+                "Preferences", or a new title.
+        """
+        fact = _check_fact(fact, known)
+        section = (section or DEFAULT_SECTION).strip()
+        if "\n" in section or len(section) > 80 or any(s in section for s in known):
+            raise ToolError("The section must be one short line (at most 80 characters), e.g. \"People\".")
+        source = ctx.inbound.channel if ctx.inbound else "terminal"
+        try:
+            sha = await store.remember(fact, section or DEFAULT_SECTION, source)
+        except MemoryStoreError as exc:
+            raise ToolError(str(exc)) from exc
+        if not sha:
+            return f"Already remembered: {fact}"
+        return f"Remembered under {section or DEFAULT_SECTION}: {fact}"
+
+    registry.register(remember)
+
+
+def _check_fact(fact: str, secrets: set[str]) -> str:
+    fact = fact.strip()
+    if not fact:
+        raise ToolError("The fact is empty. Send one short sentence to remember.")
+    if "\n" in fact or "\r" in fact:
+        raise ToolError("The fact must be a single line. Remember one fact per call, without newlines.")
+    if len(fact) > MAX_FACT_CHARS:
+        raise ToolError(f"The fact is {len(fact)} characters; the limit is {MAX_FACT_CHARS}. "
+                        "Shorten it to the durable point, or split it into several facts.")
+    if any(secret in fact for secret in secrets):
+        raise ToolError("A credential (an API key or token from the configuration) was detected in the fact, "
+                        "so it was not stored. Never store secrets in memory.")
+    return fact
