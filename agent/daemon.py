@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.bus import Inbound, MessageBus, Outbound
+from agent.bus import SUBAGENT, Inbound, MessageBus, Outbound
 from agent.compaction import Compactor
 from agent.config import Config, DiscordChannel, SlackChannel, TelegramChannel
 from agent.context import SystemPrompt, TokenCounter
@@ -25,7 +25,6 @@ from agent.gateway import Gateway
 from agent.journal import Journal
 from agent.providers import ModelChain, build_provider
 from agent.service import AgentService, Profile, usage_text
-from agent.subagents import CHANNEL as SUBAGENT
 from agent.subagents import Subagents
 from agent.supervisor import Supervisor
 from agent.tools.registry import ToolContext, ToolRegistry, builtin_registry

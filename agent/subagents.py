@@ -29,6 +29,7 @@ from typing import Any
 from agent import prompts
 from agent.bus import SUBAGENT, Inbound, MessageBus, Outbound
 from agent.errors import ToolError
+from agent.loop import Model
 from agent.service import Profile
 from agent.tools.registry import ToolContext, ToolRegistry
 
@@ -70,7 +71,7 @@ class Subagents:
         self._tools = tools
         tools.register(self.spawn, name=SPAWN)
 
-    def profile(self, msg: Inbound, main: Profile, model: Any = None) -> Profile:
+    def profile(self, msg: Inbound, main: Profile, model: Model | None = None) -> Profile:
         """The profile for a child's turn: its chosen tools (never spawn), its own step limit and prompt."""
         child = self.running.get(msg.chat_id)
         tools = main.tools.subset(child.tools if child else [], exclude=(SPAWN,))

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +24,7 @@ from agent.context import render  # noqa: E402
 from agent.daemon import Runtime  # noqa: E402
 from agent.providers.anthropic import AnthropicProvider  # noqa: E402
 from agent.types import Message, Request  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from sessions import SessionStore  # noqa: E402
 from tests.fakes.llm import FakeLLM, Turn  # noqa: E402
 from tests.fakes.prefix import is_prefix_extension  # noqa: E402
@@ -74,14 +74,6 @@ def one_shot(runs: int = 10) -> list[Row]:
         fake.wait()
     return rows
 
-
-async def median_ms(fn: Callable[[], Awaitable[object]], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 async def turns(tmp: Path) -> list[Row]:

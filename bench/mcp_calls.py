@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +25,7 @@ from agent.mcp import MCPManager  # noqa: E402
 from agent.mcp.transport import LAUNCHER  # noqa: E402
 from agent.tools.registry import ToolContext, ToolRegistry  # noqa: E402
 from agent.types import ToolCall  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 
 BASIC = ROOT / "tests" / "mcp" / "servers" / "basic.py"
 Row = tuple[str, str, str]
@@ -34,16 +34,6 @@ Row = tuple[str, str, str]
 def entry(name: str) -> MCPServer:
     return MCPServer(name=name, command=sys.executable, args=[str(BASIC)])
 
-
-async def median_ms(fn: Callable[[], Awaitable[object]], n: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        await fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 async def start_seconds(workspace: Path, names: list[str]) -> float:
@@ -75,14 +65,14 @@ async def call_overhead(workspace: Path, n: int = 100) -> list[Row]:
     ctx = ToolContext(workspace, ToolsConfig())
     call = ToolCall("b1", "mcp__bench__echo", {"text": "ping"})
     try:
-        ours = await median_ms(lambda: registry.run(call, ctx), n)
+        ours = await median_ms(lambda: registry.run(call, ctx), n, warmup=10)
     finally:
         await manager.aclose()
     params = StdioServerParameters(command=sys.executable, args=[str(BASIC)])
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         await session.list_tools()
-        direct = await median_ms(lambda: session.call_tool("echo", {"text": "ping"}), n)
+        direct = await median_ms(lambda: session.call_tool("echo", {"text": "ping"}), n, warmup=10)
     return [(f"tool call via `registry.run` (median of {n})", f"{ours:.2f} ms", ""),
             (f"same call via the SDK's `ClientSession.call_tool` (median of {n})", f"{direct:.2f} ms", ""),
             ("reverie's overhead per call", f"{ours - direct:.2f} ms", "<= 2 ms")]

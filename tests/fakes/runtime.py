@@ -44,9 +44,9 @@ class Chat:
                 if item.chat_id == chat and item.kind in ("reply", "error"):
                     return item
 
-    async def ask(self, text: str, chat: str = "c1", **kw: Any) -> Outbound:
+    async def ask(self, text: str, chat: str = "c1", timeout: float = 10.0, **kw: Any) -> Outbound:
         await self.send(text, chat, **kw)
-        return await self.final(chat)
+        return await self.final(chat, timeout)
 
     def kinds(self, kind: str) -> list[str]:
         return [o.text for o in self.out if o.kind == kind]

@@ -7,10 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.daemon import build_runtime
+from agent.daemon import Runtime, build_runtime
 from tests.fakes.llm import FakeLLM, Turn
 from tests.fakes.runtime import Chat, make_config
 from tests.mcp.helpers import BASIC
+
+
+def basic_runtime(tmp_path: Path, fake_llm: FakeLLM, api: str = "anthropic") -> Runtime:
+    """A runtime whose one MCP server is tests/mcp/servers/basic.py over stdio."""
+    return build_runtime(make_config(tmp_path, fake_llm, api, mcp_servers=[
+        {"name": "basic", "command": sys.executable, "args": [str(BASIC)]}]))
 
 
 def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -22,13 +28,9 @@ async def test_the_model_calls_an_mcp_tool_through_the_agent(tmp_path: Path, fak
     fake_llm.script(Turn(tool_calls=[("mcp__basic__echo", {"text": "hello over mcp"})]),
                     Turn(tool_calls=[("mcp__basic__picture", {})]),
                     Turn(text="The server echoed and drew."))
-    config = make_config(tmp_path, fake_llm, mcp_servers=[
-        {"name": "basic", "command": sys.executable, "args": [str(BASIC)]}])
-    runtime = build_runtime(config)
+    runtime = basic_runtime(tmp_path, fake_llm)
     async with runtime.running():
-        chat = Chat(runtime)
-        await chat.send("use the echo tool")
-        reply = await chat.final(timeout=30)
+        reply = await Chat(runtime).ask("use the echo tool", timeout=30)
     assert reply.text == "The server echoed and drew."
 
     tools = {tool["name"]: tool for tool in fake_llm.requests[0].body["tools"]}
@@ -59,13 +61,9 @@ async def test_a_failing_mcp_server_does_not_stop_the_agent(tmp_path: Path, fake
 async def test_an_image_from_a_tool_reaches_an_openai_compatible_model(tmp_path: Path, fake_llm: FakeLLM) -> None:
     """Tool messages carry text only there, so the image follows in a user message."""
     fake_llm.script(Turn(tool_calls=[("mcp__basic__picture", {})]), Turn(text="A red pixel."))
-    config = make_config(tmp_path, fake_llm, "openai", mcp_servers=[
-        {"name": "basic", "command": sys.executable, "args": [str(BASIC)]}])
-    runtime = build_runtime(config)
+    runtime = basic_runtime(tmp_path, fake_llm, "openai")
     async with runtime.running():
-        chat = Chat(runtime)
-        await chat.send("draw")
-        reply = await chat.final(timeout=30)
+        reply = await Chat(runtime).ask("draw", timeout=30)
     assert reply.text == "A red pixel."
     messages = fake_llm.requests[1].body["messages"]
     tool = next(m for m in messages if m["role"] == "tool")
