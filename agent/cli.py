@@ -31,6 +31,8 @@ _usage, _config = lazy("agent.initconfig:run_usage"), lazy("agent.initconfig:run
 _start, _status = lazy("agent.serve:run_start"), lazy("agent.commands:run_status")
 _service, _pair = lazy("agent.commands:run_service_install"), lazy("agent.commands:run_pair")
 _mcp, _skill = lazy("agent.mcp.cli:run_mcp"), lazy("skills.cli:run_skill")
+_memory, _dream = lazy("memory.cli:run_memory"), lazy("memory.cli:run_dream")
+_sessions = lazy("sessions.cli:run_sessions")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show/approve/remove NAME | install PATH_OR_GIT_URL")
     skill.add_argument("--yes", "-y", action="store_true", help="do not ask before installing or removing")
     skill.add_argument("--force", action="store_true", help="install over an existing skill of the same name")
+    memory = _add(sub, "memory", _memory, common, "show MEMORY.md, its history and diffs; restore or edit it")
+    memory.add_argument("action", choices=["show", "log", "diff", "restore", "edit"])
+    memory.add_argument("rev", nargs="?", metavar="REV", help="diff [REV] (default: the last commit) | restore REV")
+    memory.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="log: how many commits (default 20)")
+    _add(sub, "dream", _dream, common, "consolidate new conversations into MEMORY.md now, and show the diff")
+    sessions = _add(sub, "sessions", _sessions, common, "list or show conversations; archive old ones")
+    sessions.add_argument("action", choices=["list", "show", "archive"])
+    sessions.add_argument("key", nargs="?", metavar="KEY", help="show KEY (e.g. telegram:12345)")
+    sessions.add_argument("--yes", "-y", action="store_true", help="archive: do not ask first")
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")
     _add(sub, "config", _config, common, "check the config file and show what it resolves to")
     return parser

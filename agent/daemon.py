@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 ChannelConfig = TelegramChannel | DiscordChannel | SlackChannel
 
-WORKSPACE_DIRS = ("sessions", "memory", "skills", "cron", "logs", "inbox")
+WORKSPACE_DIRS = ("sessions", "memory", "skills", "cron", "logs", "inbox", "state")
 
 
 def prepare_workspace(workspace: Path) -> None:
