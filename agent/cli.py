@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = _add(sub, "sessions", _sessions, common, "list or show conversations; archive old ones")
     sessions.add_argument("action", choices=["list", "show", "archive"])
     sessions.add_argument("key", nargs="?", metavar="KEY", help="show KEY (e.g. telegram:12345)")
-    sessions.add_argument("--yes", "-y", action="store_true", help="archive: do not ask first")
+    sessions.add_argument("--days", type=float, metavar="N",
+                          help="archive: sessions idle for N days (default: sessions.archive_after_days)")
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")
     _add(sub, "config", _config, common, "check the config file and show what it resolves to")
     return parser
