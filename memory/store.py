@@ -23,17 +23,15 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import NamedTuple, ParamSpec, TypeVar
-
-from git import Actor, Commit, Repo
-from git.exc import GitCommandError
-from gitdb.exc import ODBError
+from typing import TYPE_CHECKING, NamedTuple, ParamSpec, TypeVar
 
 from agent.errors import MemoryStoreError
 from memory import notes
 
+if TYPE_CHECKING:  # GitPython is imported on first git use: the prompt notes need no git
+    from git import Commit, Repo
+
 NAME = "MEMORY.md"
-IDENTITY = Actor("reverie", "reverie@localhost")
 _HERE = Path(__file__).parent
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -77,6 +75,8 @@ class MemoryStore:
             os.chmod(self.folder, 0o700)
             if (self.folder / ".git").exists():
                 return
+            from git import Repo
+
             # Repo.init on this very folder: a workspace inside another repository gets its own.
             with Repo.init(self.folder) as repo:
                 if not self.path.exists():
@@ -117,16 +117,45 @@ class MemoryStore:
             self._write(content)
             return self._commit(repo, f"restore {old.hexsha[:7]}")
 
+    def snapshot(self) -> tuple[str, str]:
+        """What a Dream run starts from: any hand edit committed first, then MEMORY.md and HEAD's sha."""
+        with self._thread_lock, self._repo() as repo:
+            self._commit_edits(repo)
+            return self.show(), repo.head.commit.hexsha
+
+    def replace(self, text: str, message: str) -> str:
+        """Write ``text`` as MEMORY.md and commit it as ``message``, even when nothing changed; the sha.
+
+        The caller checks first (under ``locked``) that nobody changed the file since it read it.
+        """
+        with self._thread_lock, self._repo() as repo:
+            self._write(text)
+            return self._commit(repo, message)
+
+    def head(self) -> str:
+        with self._repo() as repo:
+            return repo.head.commit.hexsha
+
+    def versions_since(self, rev: str, limit: int = 20) -> list[tuple[str, str]]:
+        """``(message, MEMORY.md)`` of the commits after ``rev`` up to HEAD, oldest first."""
+        with self._repo() as repo:
+            commits = list(repo.iter_commits(f"{_resolve(repo, rev).hexsha}..HEAD", max_count=limit))
+            return [(str(c.message).strip(), _text_at(c)) for c in reversed(commits)]
+
     def _commit_edits(self, repo: Repo) -> str:
         if not repo.git.status("--porcelain", "--", NAME):
             return ""
         return self._commit(repo, "manual edit")
 
     def _commit(self, repo: Repo, message: str) -> str:
+        from git import Actor
+        from git.exc import GitCommandError
+
+        identity = Actor("reverie", "reverie@localhost")
         # git add as a subprocess with cwd: index.add() would os.chdir the whole daemon.
         try:
             repo.git.add("--all", "--", NAME)
-            commit = repo.index.commit(message, author=IDENTITY, committer=IDENTITY, skip_hooks=True)
+            commit = repo.index.commit(message, author=identity, committer=identity, skip_hooks=True)
         except (GitCommandError, OSError) as exc:  # e.g. another process holds .git/index.lock
             raise MemoryStoreError(f"Could not commit {self.path} ({exc}). "
                                    "If another git process is using it, try again.") from exc
@@ -187,17 +216,29 @@ class MemoryStore:
         return self._cache[1]
 
     def _repo(self) -> Repo:
+        from git import Repo
+
         self.ensure()
         return Repo(self.folder)
 
 
 def _resolve(repo: Repo, rev: str) -> Commit:
+    from git.exc import GitCommandError
+    from gitdb.exc import ODBError
+
     try:
         commit = repo.commit(rev)
         commit.tree  # noqa: B018 -- a full-length sha resolves lazily; make a missing object fail here
         return commit
     except (ODBError, ValueError, GitCommandError) as exc:
         raise MemoryStoreError(f"Unknown memory revision {rev!r}; use a sha from the memory log.") from exc
+
+
+def _text_at(commit: Commit) -> str:
+    try:
+        return str((commit.tree / NAME).data_stream.read().decode("utf-8"))
+    except KeyError:
+        return ""
 
 
 def _entry(record: str) -> LogEntry:

@@ -1,0 +1,124 @@
+"""``reverie memory show [REV] | log | diff [REV] | restore REV | edit``.
+
+    reverie memory show                 # MEMORY.md as it is now (show REV: as it was then)
+    reverie memory log -n 5             # newest first: sha, date, +added -removed, message
+    reverie memory diff                 # hand edits not committed yet (diff REV: changes since REV)
+    reverie memory restore 3f2a1c9      # the old text as a new commit; history is kept
+    reverie memory edit                 # $VISUAL / $EDITOR / nano / vi, then commit as "manual edit"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+from agent.chat import load_from_args
+from agent.errors import ConfigError
+from memory.store import MemoryStore
+from skills.skill import escape
+
+RESTORE_USAGE = "Say which revision: reverie memory restore REV. `reverie memory log` lists them."
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    config, _ = load_from_args(args, need_model=False)
+    store = MemoryStore(config.workspace_path / "memory")
+    rev = (getattr(args, "rev", None) or "").strip() or None
+    if args.action in ("log", "edit") and rev:
+        raise ConfigError(f"`reverie memory {args.action}` takes no REV (got {escape(rev)!r}).")
+    if args.action == "show":
+        return show(store, rev)
+    if args.action == "log":
+        return log(store, args.limit)
+    if args.action == "diff":
+        return diff(store, rev)
+    if args.action == "restore":
+        if not rev:
+            raise ConfigError(RESTORE_USAGE)
+        return restore(store, rev)
+    return edit(store)
+
+
+def show(store: MemoryStore, rev: str | None) -> int:
+    text = store.show(rev)
+    print(escape(text), end="" if text.endswith("\n") or not text else "\n")
+    return 0
+
+
+def log(store: MemoryStore, limit: int) -> int:
+    for entry in store.log(limit):
+        when = entry.date.astimezone().strftime("%Y-%m-%d %H:%M")
+        print(f"{entry.sha[:7]}  {when}  +{entry.added} -{entry.removed}  {escape(entry.message)}")
+    return 0
+
+
+def diff(store: MemoryStore, rev: str | None) -> int:
+    text = store.diff(rev)
+    if not text.strip():
+        print(f"No changes since {escape(rev)}." if rev else "No uncommitted changes to MEMORY.md.")
+        return 0
+    print(escape(text.rstrip("\n")))
+    return 0
+
+
+def restore(store: MemoryStore, rev: str) -> int:
+    store.show(rev)  # an unknown revision fails here, before anything is committed
+    store.commit_manual_edits()  # so that "undo" below brings back a hand edit too
+    previous = store.log(1)[0].sha
+    sha = store.restore(rev)
+    if sha == previous:
+        print(f"MEMORY.md already matches {short(rev)}; nothing to restore.")
+        return 0
+    print(f"Restored MEMORY.md to {short(rev)} as a new commit {sha[:7]}; history is kept "
+          f"(undo with: reverie memory restore {previous[:7]}).")
+    return 0
+
+
+def edit(store: MemoryStore) -> int:
+    command = editor_command()
+    store.commit_manual_edits()  # the owner's earlier hand edit gets its own commit
+    try:
+        result = subprocess.run([*command, str(store.path)], check=False)
+    except OSError as exc:
+        raise ConfigError(f"Could not start the editor {escape(command[0])!r} ({exc}). "
+                          "Set $EDITOR to a command that opens a file, e.g. EDITOR=nano.") from None
+    if result.returncode != 0:
+        print(f"reverie: the editor exited with status {result.returncode}; nothing was committed. "
+              f"{store.path} is left as it is; the next change to memory commits it as a manual edit.",
+              file=sys.stderr)
+        return 1
+    sha = store.commit_manual_edits()
+    print(f"Saved your edit as commit {sha[:7]}." if sha else "No changes.")
+    return 0
+
+
+def editor_command() -> list[str]:
+    """``$VISUAL``, else ``$EDITOR`` (split like a shell would), else nano or vi on a terminal."""
+    for var in ("VISUAL", "EDITOR"):
+        value = os.environ.get(var, "").strip()
+        if not value:
+            continue
+        try:
+            command = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"${var} is not a valid command line ({exc}); set $EDITOR, e.g. EDITOR=nano.") from None
+        if command:
+            return command
+    if not sys.stdin.isatty():
+        raise ConfigError("No editor to open: stdin is not a terminal and neither $VISUAL nor $EDITOR is set. "
+                          "Set $EDITOR, e.g. EDITOR=nano.")
+    for name in ("nano", "vi"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise ConfigError("No editor found (neither nano nor vi is installed). Set $EDITOR, e.g. EDITOR=nano.")
+
+
+def short(rev: str) -> str:
+    """A full or long sha cut to 7 characters; anything else (HEAD~2, a tag) as given."""
+    return rev[:7] if re.fullmatch(r"[0-9a-fA-F]{8,40}", rev) else escape(rev)
