@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show/approve/remove NAME | install PATH_OR_GIT_URL")
     skill.add_argument("--yes", "-y", action="store_true", help="do not ask before installing or removing")
     skill.add_argument("--force", action="store_true", help="install over an existing skill of the same name")
+    _add_memory(sub, common)
+    _add(sub, "usage", _usage, common, "token use and cost, today and this month")
+    _add(sub, "config", _config, common, "check the config file and show what it resolves to")
+    return parser
+
+
+def _add_memory(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``memory``, ``dream`` and ``sessions``: what reverie remembers and the conversations it read."""
     memory = _add(sub, "memory", _memory, common, "show MEMORY.md, its history and diffs; restore or edit it")
     memory.add_argument("action", choices=["show", "log", "diff", "restore", "edit"])
     memory.add_argument("rev", nargs="?", metavar="REV", help="diff [REV] (default: the last commit) | restore REV")
@@ -88,9 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("key", nargs="?", metavar="KEY", help="show KEY (e.g. telegram:12345)")
     sessions.add_argument("--days", type=float, metavar="N",
                           help="archive: sessions idle for N days (default: sessions.archive_after_days)")
-    _add(sub, "usage", _usage, common, "token use and cost, today and this month")
-    _add(sub, "config", _config, common, "check the config file and show what it resolves to")
-    return parser
 
 
 def _add(sub: Any, name: str, handler: Handler, common: argparse.ArgumentParser, text: str) -> Any:

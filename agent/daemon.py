@@ -32,6 +32,9 @@ from agent.usage import UsageLog
 from channels.access import Access, PairingStore
 from channels.base import Channel, ChannelContext, DeliveryError
 from channels.dedupe import SeenStore
+from memory import MemoryStore
+from memory.dream import Dream
+from memory.setup import archiver, attach, build_dream
 from sessions import SessionStore
 from skills import SkillLibrary
 
@@ -65,6 +68,7 @@ class Runtime:
     default_model: ModelChain
     tools: ToolRegistry
     subagents: Subagents
+    memory: MemoryStore
     mcp: MCPManager | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -103,7 +107,13 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     tools = builtin_registry(config.tools)
     skills = SkillLibrary(workspace / "skills")
     skills.register(tools)
-    prompt = SystemPrompt(workspace, extra=skills.prompt_text)
+    memory = attach(config, tools)
+
+    def extra() -> str:  # memory last: it changes more often than the skills, so more of the prefix stays cached
+        parts = (skills.prompt_text(), memory.prompt_text(config.memory.max_prompt_chars))
+        return "\n\n".join(part for part in parts if part)
+
+    prompt = SystemPrompt(workspace, extra=extra)
     bus = MessageBus()
     children = Subagents(bus, bus.publish_inbound, workspace, cap=config.agent.max_subagents,
                          max_steps=config.agent.subagent_max_steps)
@@ -118,7 +128,8 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     service = AgentService(bus, sessions, profiles, ToolContext(workspace, config.tools, protected), usage,
                            config.agent, compactor, config.llm.max_tokens)
     service.on_stop, children.cancel = children.stop, service.cancel
-    return Runtime(config, workspace, bus, sessions, usage, service, default, tools, children, mcp_manager(config))
+    return Runtime(config, workspace, bus, sessions, usage, service, default, tools, children, memory,
+                   mcp_manager(config))
 
 
 def mcp_manager(config: Config) -> MCPManager | None:
@@ -144,6 +155,7 @@ class Daemon:
     delivery: Delivery
     supervisor: Supervisor
     channels: dict[str, Channel]
+    dream: Dream | None = None  # None when memory.dream.enabled is false
 
 
 def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
@@ -171,7 +183,11 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
     supervisor = Supervisor(channels, kinds, config.owner, runtime.bus, state / "status.json",
                             lambda: {"active_turns": runtime.service.active, "mcp": mcp_states(runtime)})
     holder.append(supervisor)
-    return Daemon(runtime, journal, gateway, Delivery(journal, channels), supervisor, channels)
+    dream = None
+    if config.memory.dream.enabled:
+        dream = build_dream(config, runtime.memory, runtime.default_model, runtime.usage, pairing)
+        dream.after = archiver(config, runtime.sessions)
+    return Daemon(runtime, journal, gateway, Delivery(journal, channels), supervisor, channels, dream)
 
 
 def make_adapter(cfg: ChannelConfig, ctx: ChannelContext, index: int) -> Channel:

@@ -59,6 +59,9 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
     runtime.subagents.resume(runtime.service.dispatch)  # after people's turns: theirs were promised first
+    if daemon.dream is not None:  # first run a minute after start at the earliest, then every interval
+        interval = runtime.config.memory.dream.interval_minutes * 60
+        background.append(asyncio.create_task(daemon.dream.every(interval), name="dream"))
     if pending.turns or pending.intents:
         logger.info("resuming %d turns and %d unconfirmed replies from the last run",
                     len(pending.turns), len(pending.intents))

@@ -122,3 +122,27 @@ def editor_command() -> list[str]:
 def short(rev: str) -> str:
     """A full or long sha cut to 7 characters; anything else (HEAD~2, a tag) as given."""
     return rev[:7] if re.fullmatch(r"[0-9a-fA-F]{8,40}", rev) else escape(rev)
+
+
+def run_dream(args: argparse.Namespace) -> int:
+    """``reverie dream``: one run now, without the daemon; refused while another process is running one."""
+    import asyncio
+
+    from agent.logs import setup_logging
+    from agent.providers import build_provider
+    from agent.usage import UsageLog
+    from channels.access import PairingStore
+    from memory.setup import build_dream
+
+    config, _ = load_from_args(args)
+    workspace = config.workspace_path
+    setup_logging(workspace, config.secrets(), level=config.logging.level, max_bytes=config.logging.max_bytes,
+                  backups=config.logging.backups)
+    usage = UsageLog(workspace / "usage.jsonl", config.llm)
+    store = MemoryStore(workspace / "memory")
+    dream = build_dream(config, store, build_provider(config.llm, usage), usage, PairingStore(workspace / "pairing"))
+    result = asyncio.run(dream.run())
+    if result.outcome == "committed":
+        print(escape(store.diff(result.before)).rstrip("\n"))
+    print(result.summary())
+    return 0 if result.outcome in ("committed", "unchanged", "nothing") else 1

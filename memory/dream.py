@@ -27,7 +27,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -84,7 +84,7 @@ class Dream:
         self.store, self.sessions_dir, self.state_path, self.model = store, sessions_dir, state_path, model
         self.max_facts, self.context_tokens, self.max_tokens = max_facts, context_tokens, max_tokens
         self.allowed, self.redact, self.today = allowed, redact, today
-        self.on_done: Callable[[DreamResult], None] | None = None  # e.g. archive old sessions
+        self.after: Callable[[DreamResult], Awaitable[None]] | None = None  # in ``every``: archive old sessions
         self._lock = asyncio.Lock()
 
     async def run(self) -> DreamResult:
@@ -103,8 +103,6 @@ class Dream:
                 except ReverieError as exc:
                     logger.warning("Dream failed, nothing was committed: %s", exc)
                     result = DreamResult("failed", reason=str(exc))
-        if self.on_done is not None:
-            self.on_done(result)
         return result
 
     async def recover(self) -> DreamState:
@@ -120,6 +118,11 @@ class Dream:
             await asyncio.sleep(delay)
             result = await self.run()
             logger.info("%s", result.summary())
+            if self.after is not None:
+                try:
+                    await self.after(result)
+                except Exception:  # housekeeping must not stop the next runs
+                    logger.exception("after a Dream run")
             failures = failures + 1 if result.outcome in ("invalid", "failed", "changed") else 0
             delay = interval * min(2 ** failures, 24)  # a failing model is not asked again every interval
 

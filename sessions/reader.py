@@ -1,6 +1,7 @@
 """Reading one session file into messages, tolerating what a crash or a hand edit leaves behind.
 
     parsed = read_session(path)   # None for a missing or empty file; raises Unreadable
+    parsed = parse_bytes(data)    # the same for bytes already in memory (an archived file)
     parsed.messages, parsed.compaction, parsed.bad_lines, parsed.truncate_to, parsed.missing_newline
 
 What counts as what:
@@ -63,6 +64,14 @@ def read_session(path: Path) -> Parsed | None:
         return None
     if not data:
         return None
+    return parse_bytes(data)
+
+
+def parse_bytes(data: bytes) -> Parsed:
+    """Parse the whole content of a session file (e.g. one unpacked from an archive); Unreadable if
+    it has no header line (an empty file has none)."""
+    if not data:
+        raise Unreadable("the file is empty")
     lines = data.split(b"\n")
     unterminated = lines[-1] != b""
     if not unterminated:

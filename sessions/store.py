@@ -98,6 +98,11 @@ class SessionStore:
             session = self._cache[key] = Session(key, path)
             return session
 
+    def forget(self, key: str) -> None:
+        """Drop ``key`` from the cache (its file was archived); the next ``get`` reads the disk again."""
+        with self._lock:
+            self._cache.pop(key, None)
+
     def keys(self) -> list[str]:
         """Keys of live sessions that have a file (not reset or quarantined ones), sorted."""
         try:
