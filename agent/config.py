@@ -200,7 +200,7 @@ class DreamConfig(Strict):
 
 class MemoryConfig(Strict):
     dream: DreamConfig = DreamConfig()
-    max_prompt_chars: int = Field(12_000, ge=500)
+    max_prompt_chars: int = Field(20_000, ge=500)
 
 
 class MCPServer(Strict):

@@ -44,7 +44,7 @@ from memory.validate import InvalidOutput, changes, check
 logger = logging.getLogger(__name__)
 PROMPT = Path(__file__).with_name("dream.md")
 MAX_REDOS = 2  # MEMORY.md changed during the run: start again from the new version this many times
-FIRST_DELAY = 60.0  # seconds after start before an overdue run, so start-up is not slowed
+FIRST_DELAY = 60.0  # seconds after start before an overdue run (or one interval, if shorter)
 Outcome = Literal["committed", "unchanged", "nothing", "invalid", "failed", "busy", "changed"]
 
 
@@ -112,7 +112,7 @@ class Dream:
     async def every(self, interval: float) -> None:
         """Run every ``interval`` seconds (from the last run, across restarts); back off while failing."""
         state = await self.recover()
-        delay = max(FIRST_DELAY, (state.last_run or 0) + interval - time.time())
+        delay = max(min(FIRST_DELAY, interval), (state.last_run or 0) + interval - time.time())
         failures = 0
         while True:
             await asyncio.sleep(delay)
