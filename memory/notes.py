@@ -34,6 +34,21 @@ def has_fact(text: str, fact: str) -> bool:
     return any(fact_only(item) == fact for item in facts(text))
 
 
+def matching(text: str, words: str) -> list[str]:
+    """The bullets whose fact equals ``words``, else those containing it (case-insensitive)."""
+    wanted = " ".join(words.casefold().split())
+    items = facts(text)
+    exact = [item for item in items if " ".join(fact_only(item).casefold().split()) == wanted]
+    return exact or [item for item in items if wanted and wanted in " ".join(item.casefold().split())]
+
+
+def remove_fact(text: str, item: str) -> str:
+    """``text`` without the bullet ``- item`` (its first occurrence)."""
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("- ") and line[2:].strip() == item)
+    return "\n".join(lines[:index] + lines[index + 1:]) + "\n"
+
+
 def add_fact(text: str, fact: str, section: str, day: date, source: str) -> str:
     """``text`` with the bullet appended to ``section`` (matched case-insensitively; created at the end if absent)."""
     lines = text.splitlines()

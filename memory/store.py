@@ -61,6 +61,10 @@ class MemoryStore:
         """Append one fact and commit it; the new commit's sha, or "" when the fact was already there."""
         return await self.locked(self.add_fact, fact, section, source, day)
 
+    async def forget(self, words: str) -> str:
+        """Remove one fact as a commit ``forget: ...``; the bullet removed."""
+        return await self.locked(self.forget_fact, words)
+
     async def locked(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a sync write (``restore``, ``commit_manual_edits``, ...) in a thread, one at a time."""
         async with self._lock:
@@ -94,6 +98,24 @@ class MemoryStore:
                 return ""
             self._write(notes.add_fact(text, fact, section, day or date.today(), source))
             return self._commit(repo, f"remember: {_shorten(fact, 60)}")
+
+    def forget_fact(self, words: str) -> str:
+        """Remove the one bullet matching ``words`` (see ``notes.matching``) as a commit; the bullet removed."""
+        words = _one_line(words, "fact")
+        with self._thread_lock, self._repo() as repo:
+            self._commit_edits(repo)
+            text = self.show()
+            found = notes.matching(text, words)
+            if not found:
+                raise MemoryStoreError(f"No remembered fact matches {_shorten(words, 80)!r}. Use words from the "
+                                       "fact as it appears in your notes.")
+            if len(found) > 1:
+                listed = "; ".join(_shorten(item, 80) for item in found[:5])
+                raise MemoryStoreError(f"{len(found)} facts match {_shorten(words, 80)!r}: {listed}. "
+                                       "Say which one, with more of its words.")
+            self._write(notes.remove_fact(text, found[0]))
+            self._commit(repo, f"forget: {_shorten(notes.fact_only(found[0]), 60)}")
+            return found[0]
 
     def commit_manual_edits(self) -> str:
         """Commit a hand edit of MEMORY.md as ``manual edit``; its sha, or "" when there was none."""

@@ -1,4 +1,4 @@
-"""The ``remember`` tool: the model records one durable fact when the owner asks it to.
+"""The ``remember`` and ``forget`` tools: the model records or deletes one fact when the owner asks.
 
     register(store, registry, secrets=config_secrets)
 """
@@ -16,7 +16,7 @@ MAX_FACT_CHARS = 500
 
 
 def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] = ()) -> None:
-    """Add ``remember``; facts containing any of ``secrets`` (API keys, tokens) are refused."""
+    """Add ``remember`` and ``forget``; facts containing any of ``secrets`` (API keys, tokens) are refused."""
     known = {s for s in secrets if s}
 
     async def remember(ctx: ToolContext, fact: str, section: str | None = None) -> str:
@@ -42,7 +42,21 @@ def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] 
             return f"Already remembered: {fact}"
         return f"Remembered under {section or DEFAULT_SECTION}: {fact}"
 
+    async def forget(ctx: ToolContext, fact: str) -> str:
+        """Delete one fact from long-term memory, when the owner asks you to forget it or it is wrong.
+        To correct a fact, forget the old one, then remember the new one.
+
+        Args:
+            fact: The fact as it appears in your notes, or enough of its words to pick out one fact.
+        """
+        try:
+            removed = await store.forget(fact)
+        except MemoryStoreError as exc:
+            raise ToolError(str(exc)) from exc
+        return f"Forgot: {removed}"
+
     registry.register(remember)
+    registry.register(forget)
 
 
 def _check_fact(fact: str, secrets: set[str]) -> str:

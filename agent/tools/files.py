@@ -21,7 +21,9 @@ from pathlib import Path
 from agent.errors import ToolError
 from agent.tools.registry import ToolContext, ToolRegistry
 
-PRIVATE_NAMES = frozenset({"config.yaml", "sessions", "logs", "cron", "usage.jsonl", "pairing", "state"})
+# memory/: MEMORY.md is in the prompt already, and the model changes it only through remember and forget,
+# so every change is a commit under its own name and its git history cannot be touched.
+PRIVATE_NAMES = frozenset({"config.yaml", "sessions", "logs", "cron", "usage.jsonl", "pairing", "state", "memory"})
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".mypy_cache",
                        ".pytest_cache", ".ruff_cache"})
 MAX_READ_BYTES = 10_000_000
@@ -57,7 +59,7 @@ def resolve_path(ctx: ToolContext, path: str) -> Path:
     if ctx.config.restrict_to_workspace and not real.is_relative_to(ctx.workspace):
         raise ToolError(f"path escapes the workspace: {path}. Use a path inside {ctx.workspace}.")
     if is_private(ctx, lexical) or is_private(ctx, real):
-        raise ToolError(f"{path} is private to reverie (its configuration, sessions, logs and secrets); "
+        raise ToolError(f"{path} is private to reverie (its configuration, sessions, memory, logs and secrets); "
                         "tools may not read or write it. Use another path.")
     return real
 

@@ -194,7 +194,8 @@ async def test_symlink_inside_workspace_allowed(ctx: ToolContext, workspace: Pat
 
 @pytest.mark.parametrize("path", ["config.yaml", "CONFIG.YAML", "sessions/data.jsonl", "logs/data.jsonl",
                                   "cron/data.jsonl", "pairing/data.jsonl", "usage.jsonl", ".env",
-                                  "sub/prod.env", "sub/../.env", "./sessions", ".env.local"])
+                                  "sub/prod.env", "sub/../.env", "./sessions", ".env.local", "memory/MEMORY.md",
+                                  "memory/.git/config", "state/dream.json"])
 async def test_private_names_refused(ctx: ToolContext, path: str) -> None:
     for name, args in (("read_file", {}), ("write_file", {"content": "x"}),
                        ("edit_file", {"old": "a", "new": "b"})):

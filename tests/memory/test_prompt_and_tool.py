@@ -114,7 +114,27 @@ async def test_tool_refuses_secrets_without_echoing_them(registry: ToolRegistry,
 
 
 def test_tool_spec_describes_when_to_use_it(registry: ToolRegistry) -> None:
-    (spec,) = registry.specs()
-    assert spec.name == "remember"
-    assert "remember something" in spec.description
-    assert spec.parameters["required"] == ["fact"]
+    forget, remember = sorted(registry.specs(), key=lambda spec: spec.name)
+    assert remember.name == "remember" and forget.name == "forget"
+    assert "remember something" in remember.description and "forget the old one" in forget.description
+    assert remember.parameters["required"] == forget.parameters["required"] == ["fact"]
+
+
+async def test_forget_removes_exactly_one_fact_as_its_own_commit(registry: ToolRegistry, store: MemoryStore,
+                                                                 tmp_path: Path) -> None:
+    await store.remember("Lives in Paris", "About the owner", "telegram", DAY)
+    await store.remember("Sister Ana lives in Porto", "People", "telegram", DAY)
+    await store.remember("Brother Luis lives in Porto", "People", "telegram", DAY)
+
+    async def forget(words: str) -> tuple[str, bool]:
+        block = await registry.run(ToolCall("t1", "forget", {"fact": words}), ctx(tmp_path))
+        return str(block["content"]), bool(block["is_error"])
+
+    text, error = await forget("lives in porto")
+    assert error and "2 facts match" in text and "Sister Ana" in text and "Brother Luis" in text
+    assert (await forget("Moved to the moon")) == (
+        "No remembered fact matches 'Moved to the moon'. Use words from the fact as it appears in your notes.", True)
+    assert await forget("lives in paris") == ("Forgot: Lives in Paris (2026-11-22, telegram)", False)
+    assert "Lives in Paris" not in store.show() and "Sister Ana lives in Porto" in store.show()
+    assert store.log(1)[0].message == "forget: Lives in Paris"
+    assert (store.log(1)[0].added, store.log(1)[0].removed) == (0, 1)
