@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from agent.errors import MemoryStoreError, ToolError
 from agent.tools.registry import ToolContext, ToolRegistry
 from memory.store import MemoryStore
+from memory.validate import MARKUP
 
 DEFAULT_SECTION = "About the owner"
 MAX_FACT_CHARS = 500
@@ -68,6 +69,9 @@ def _check_fact(fact: str, secrets: set[str]) -> str:
     if len(fact) > MAX_FACT_CHARS:
         raise ToolError(f"The fact is {len(fact)} characters; the limit is {MAX_FACT_CHARS}. "
                         "Shorten it to the durable point, or split it into several facts.")
+    if MARKUP.search(fact):
+        raise ToolError("The fact contains model or tool markup (such as <|...|> tokens or tool tags). "
+                        "Write it as a plain sentence.")
     if any(secret in fact for secret in secrets):
         raise ToolError("A credential (an API key or token from the configuration) was detected in the fact, "
                         "so it was not stored. Never store secrets in memory.")

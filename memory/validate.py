@@ -22,7 +22,7 @@ MAX_FACT_CHARS = 500
 _MEMORY = re.compile(r"<memory>\n?(.*?)</memory>", re.DOTALL)
 _REMOVED = re.compile(r"<removed>(.*?)</removed>", re.DOTALL)
 _FENCE = re.compile(r"^```[a-z]*\n(.*?)\n```$", re.DOTALL)
-_MARKUP = re.compile(r"<\|[^|<>\n]{0,40}\|>|</?s>|\[/?INST\]|</?(tool_use|tool_result|function_calls?|invoke)\b"
+MARKUP = re.compile(r"<\|[^|<>\n]{0,40}\|>|</?s>|\[/?INST\]|</?(tool_use|tool_result|function_calls?|invoke)\b"
                      r"|\"type\":\s*\"tool_(use|result)\"|</?(conversations|current_memory|memory|removed)>",
                      re.IGNORECASE)
 _HEADING = re.compile(r"^#{1,6} \S")
@@ -77,7 +77,7 @@ def _body(text: str) -> str:
 
 def _line(raw: str, old: str, today: date, redact: Callable[[str], str], number: int) -> str:
     line = raw.rstrip()
-    if _MARKUP.search(line):
+    if MARKUP.search(line):
         raise InvalidOutput(f"line {number} holds model or tool markup: {line[:80]!r}")
     if line.startswith("* "):
         line = "- " + line[2:]

@@ -59,6 +59,10 @@ def prompt_of(rec: Recorded) -> str:
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
+def conversations(rec: Recorded) -> str:
+    return prompt_of(rec).split("<conversations>", 1)[1]
+
+
 def current_memory(rec: Recorded) -> str:
     match = re.search(r"<current_memory>\n(.*)\n</current_memory>", prompt_of(rec), re.DOTALL)
     assert match, prompt_of(rec)
@@ -297,3 +301,37 @@ async def test_a_model_error_commits_nothing_and_keeps_the_cursor(tmp_path: Path
     assert result.outcome == "failed" and len(runtime.memory.log()) == 1
     fake.responder = adding("Lives in Lyon")
     assert (await dream.run()).outcome == "committed"
+
+
+async def test_a_reset_conversation_is_read_to_its_end_and_the_new_one_from_its_start(tmp_path: Path,
+                                                                                      fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    say(runtime, KEY, ("user", OWNER, "first part"))
+    fake.responder = adding("Said the first part")
+    assert (await dream.run()).outcome == "committed"
+    say(runtime, KEY, ("user", OWNER, "second part"))
+    runtime.sessions.reset(KEY)  # /new: the file is renamed, a new one starts
+    say(runtime, KEY, ("user", OWNER, "third part"))
+    fake.responder = adding("Said the third part")
+    result = await dream.run()
+    assert result.outcome == "committed" and result.messages == 2
+    request = conversations(fake.requests[-1])
+    assert "first part" not in request and "second part" in request and "third part" in request
+    assert (await dream.run()).outcome == "nothing"
+
+
+async def test_a_line_being_written_is_left_for_the_next_run(tmp_path: Path, fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    say(runtime, KEY, ("user", OWNER, "complete line"))
+    path = runtime.sessions.path_for(KEY)
+    with path.open("a") as fh:
+        fh.write('{"type":"message","role":"user","content":[{"type":"text","text":"half a li')
+    fake.responder = adding("Wrote a complete line")
+    result = await dream.run()
+    assert result.outcome == "committed" and result.messages == 1
+    with path.open("a") as fh:
+        fh.write('ne"}],"time":1767225600.0,"sender":"7"}\n')
+    fake.responder = adding("Finished a line")
+    result = await dream.run()
+    assert result.messages == 1 and "half a line" in conversations(fake.requests[-1])
+    assert "complete line" not in conversations(fake.requests[-1])
