@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 from agent.errors import MemoryStoreError
 from memory import notes
@@ -79,10 +79,8 @@ class MemoryStore:
             os.chmod(self.folder, 0o700)
             if (self.folder / ".git").exists():
                 return
-            from git import Repo
-
             # Repo.init on this very folder: a workspace inside another repository gets its own.
-            with Repo.init(self.folder) as repo:
+            with _git().Repo.init(self.folder) as repo:
                 if not self.path.exists():
                     self._write((_HERE / "template.md").read_text(encoding="utf-8"))
                 self._commit(repo, "init")
@@ -170,10 +168,9 @@ class MemoryStore:
         return self._commit(repo, "manual edit")
 
     def _commit(self, repo: Repo, message: str) -> str:
-        from git import Actor
         from git.exc import GitCommandError
 
-        identity = Actor("reverie", "reverie@localhost")
+        identity = _git().Actor("reverie", "reverie@localhost")
         # git add as a subprocess with cwd: index.add() would os.chdir the whole daemon.
         try:
             repo.git.add("--all", "--", NAME)
@@ -238,10 +235,18 @@ class MemoryStore:
         return self._cache[1]
 
     def _repo(self) -> Repo:
-        from git import Repo
-
         self.ensure()
-        return Repo(self.folder)
+        return _git().Repo(self.folder)
+
+
+def _git() -> Any:
+    """The GitPython module; a clear error when the git program is missing (GitPython needs it)."""
+    try:
+        import git
+    except ImportError as exc:
+        raise MemoryStoreError(f"Memory needs the git program, which was not found ({str(exc).splitlines()[0]}). "
+                               "Install git (e.g. apt install git, or brew install git) and try again.") from None
+    return git
 
 
 def _resolve(repo: Repo, rev: str) -> Commit:

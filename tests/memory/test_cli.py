@@ -207,3 +207,11 @@ def test_no_editor_is_a_config_error(config: Path, store: MemoryStore, tmp_path:
 def test_log_and_edit_take_no_revision(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert memory(config, "log", "HEAD") == 2
     assert "takes no REV" in capsys.readouterr().err
+
+
+def test_without_git_the_error_says_to_install_it(config: Path, tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "no-such-bin")}
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "memory", "show", "--config", str(config)],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("reverie: Memory needs the git program") and "Install git" in done.stderr
