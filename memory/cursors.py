@@ -29,6 +29,7 @@ from agent.errors import MemoryStoreError
 @dataclass
 class DreamState:
     cursors: dict[str, int] = field(default_factory=dict)  # identity -> byte offset
+    times: dict[str, float] = field(default_factory=dict)  # identity -> time of the newest message read
     pending: dict[str, Any] | None = None  # {"base", "sha256", "message", "cursors"} of a run about to commit
     last_run: float | None = None  # when the last run finished (time.time()), whatever its outcome
 
@@ -70,15 +71,18 @@ def load_state(path: Path) -> DreamState:
         raise MemoryStoreError(f"Dream's state file {path} is not what reverie wrote. Move it away: the next "
                                "run then reads every conversation again.")
     cursors = {str(k): int(v) for k, v in data.get("cursors", {}).items() if isinstance(v, int)}
+    times = data.get("times")
+    times = times if isinstance(times, dict) else {}
     pending = data.get("pending") if isinstance(data.get("pending"), dict) else None
     last = data.get("last_run")
-    return DreamState(cursors, pending, float(last) if isinstance(last, int | float) else None)
+    return DreamState(cursors, {str(k): float(v) for k, v in times.items() if isinstance(v, int | float)},
+                      pending, float(last) if isinstance(last, int | float) else None)
 
 
 def save_state(path: Path, state: DreamState) -> None:
     """Write ``state`` atomically (temporary file, fsync, rename), readable by the owner only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = json.dumps({"version": 1, "cursors": state.cursors, "pending": state.pending,
+    data = json.dumps({"version": 1, "cursors": state.cursors, "times": state.times, "pending": state.pending,
                        "last_run": state.last_run}, ensure_ascii=False, indent=1)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -38,12 +38,13 @@ from agent.loop import Model
 from agent.types import Message, Request
 from memory.cursors import DreamState, load_state, save_state
 from memory.store import MemoryStore
-from memory.transcript import Allowed, Piece, Redact, chunks, collect
-from memory.validate import InvalidOutput, changes, check
+from memory.transcript import Allowed, Piece, Redact, chunks, collect, take
+from memory.validate import InvalidOutput, changes, check, check_drops
 
 logger = logging.getLogger(__name__)
 PROMPT = Path(__file__).with_name("dream.md")
 MAX_REDOS = 2  # MEMORY.md changed during the run: start again from the new version this many times
+MAX_CALLS = 10  # model calls per run at most: a long backlog is read over several runs
 FIRST_DELAY = 60.0  # seconds after start before an overdue run (or one interval, if shorter)
 Outcome = Literal["committed", "unchanged", "nothing", "invalid", "failed", "busy", "changed"]
 
@@ -72,6 +73,9 @@ class DreamResult:
                     f"(commit {self.sha[:7]}; {self.messages} new messages; {calls})")
         if self.outcome == "unchanged":
             return f"dream: nothing worth remembering in {self.messages} new messages ({calls})"
+        if self.outcome == "nothing" and self.messages:
+            return (f"dream: {self.messages} new messages, none from you or people you allowed (owner, "
+                    "allow_from, paired), so nothing to learn from them")
         if self.outcome == "nothing":
             return "dream: nothing new since the last run"
         return f"dream: {self.outcome}, nothing committed: {self.reason}" + (f" ({calls})" if self.calls else "")
@@ -95,15 +99,20 @@ class Dream:
             with _exclusive(self.state_path.with_name("dream.lock")) as mine:
                 if not mine:
                     return DreamResult("busy", reason="another reverie process is running Dream on this workspace")
+                result = DreamResult("nothing")
                 try:
-                    result = await self._run()
+                    return await self._run(result)
                 except InvalidOutput as exc:
                     logger.warning("Dream's answer was refused, nothing was committed: %s", exc)
-                    result = DreamResult("invalid", reason=str(exc))
+                    result.outcome, result.reason = "invalid", str(exc)
                 except ReverieError as exc:
                     logger.warning("Dream failed, nothing was committed: %s", exc)
-                    result = DreamResult("failed", reason=str(exc))
-        return result
+                    result.outcome, result.reason = "failed", str(exc)
+                except Exception as exc:  # a bug or an OS error: logged in full, and the daemon goes on
+                    logger.exception("Dream failed, nothing was committed")
+                    result.outcome, result.reason = "failed", f"{type(exc).__name__}: {exc}"
+                result.sha = ""
+                return result
 
     async def recover(self) -> DreamState:
         """Settle a run a crash interrupted between its commit and its cursors; the current state."""
@@ -111,8 +120,11 @@ class Dream:
 
     async def every(self, interval: float) -> None:
         """Run every ``interval`` seconds (from the last run, across restarts); back off while failing."""
-        state = await self.recover()
-        delay = max(min(FIRST_DELAY, interval), (state.last_run or 0) + interval - time.time())
+        try:
+            last = (await asyncio.to_thread(load_state, self.state_path)).last_run or 0.0
+        except ReverieError:
+            last = 0.0  # the run reports the damaged state file
+        delay = max(min(FIRST_DELAY, interval), min(last + interval - time.time(), interval))
         failures = 0
         while True:
             await asyncio.sleep(delay)
@@ -126,24 +138,23 @@ class Dream:
             failures = failures + 1 if result.outcome in ("invalid", "failed", "changed") else 0
             delay = interval * min(2 ** failures, 24)  # a failing model is not asked again every interval
 
-    async def _run(self) -> DreamResult:
+    async def _run(self, result: DreamResult) -> DreamResult:
         state = await self.recover()
-        pieces = await asyncio.to_thread(collect, self.sessions_dir, state.cursors, self.allowed, self.redact)
-        result = DreamResult("nothing", sessions=sum(1 for p in pieces if p.lines),
-                             messages=sum(p.messages for p in pieces))
+        pieces = await asyncio.to_thread(collect, self.sessions_dir, state, self.allowed, self.redact)
         if not pieces:
             return result
         try:
             for _ in range(MAX_REDOS + 1):
                 old, head = await self.store.locked(self.store.snapshot)
                 result.before = head
-                if result.sessions:
-                    new = await self._consolidate(old, pieces, result)
-                else:  # new lines, but none Dream may learn from: move the cursors on, no model call
-                    new = old
+                chosen = take(pieces, MAX_CALLS * self._budget(old))  # the rest waits for the next run
+                result.sessions = sum(1 for p in chosen if p.lines)
+                result.messages = sum(p.messages for p in chosen)
+                # New lines but none Dream may learn from: the cursors move on without a model call.
+                new = await self._consolidate(old, chosen, result) if result.sessions else old
                 result.added, result.removed = changes(old, new)
                 message = f"dream: {result.sessions} sessions, +{result.added} -{result.removed}"
-                sha = await self.store.locked(self._commit, state, pieces, (old, head), new, message)
+                sha = await self.store.locked(self._commit, state, chosen, (old, head), new, message)
                 if sha is not None:
                     result.outcome = "committed" if new != old else ("unchanged" if result.sessions else "nothing")
                     result.sha = sha if new != old else ""
@@ -155,18 +166,26 @@ class Dream:
             if result.calls:
                 await self.store.locked(self._stamp)
 
+    def _budget(self, old: str) -> int:
+        """Characters of conversation per model call: about half the context, less the prompt and memory."""
+        return max(8_000, self.context_tokens * 2 - len(PROMPT.read_text(encoding="utf-8")) - len(old))
+
     async def _consolidate(self, old: str, pieces: list[Piece], result: DreamResult) -> str:
         system = PROMPT.read_text(encoding="utf-8").replace("{max_facts}", str(self.max_facts))
-        budget = max(8_000, self.context_tokens * 2 - len(system) - len(old))  # ~half the context, in chars
-        text = old
-        for chunk in chunks(pieces, budget):
+        text, listed = self.redact(old), set[str]()  # a secret written by hand is not sent either
+        for chunk in chunks(pieces, self._budget(old)):
             prompt = (f"Today is {self.today().isoformat()}.\n\n<current_memory>\n{text.strip()}\n"
                       f"</current_memory>\n\n<conversations>\n{chunk}\n</conversations>")
             request = Request(system, [Message.user_text(prompt)], [], max_tokens=self.max_tokens)
             result.calls += 1
             result.chars_sent += len(system) + len(prompt)
             completion = await self.model.complete(request, None, session="dream")
-            text = check(completion.text, text, max_facts=self.max_facts, today=self.today(), redact=self.redact)
+            if completion.stop == "max_tokens":
+                raise InvalidOutput(f"the answer was cut off at llm.max_tokens ({self.max_tokens}); raise it, "
+                                    "or lower memory.dream.max_facts")
+            text = check(completion.text, text, max_facts=self.max_facts, today=self.today(), redact=self.redact,
+                         listed=listed)
+        check_drops(old, text, listed, self.max_facts)  # over the whole run: chunks must not add up
         return text
 
     # --- under the store's lock, in a thread ---------------------------------------------------------
@@ -175,18 +194,22 @@ class Dream:
                 message: str) -> str | None:
         """Commit ``text`` and move the cursors; None (nothing written) when MEMORY.md changed meanwhile."""
         old, head = base
-        if self.store.show() != old or self.store.head() != head:
-            return None
         cursors = {**state.cursors, **{piece.ident: piece.end for piece in pieces}}
+        times = {**state.times, **{piece.ident: piece.last_time for piece in pieces}}
         if text == old:
-            state.cursors = cursors
+            if self.store.show() != old or self.store.head() != head:
+                return None
+            state.cursors, state.times = cursors, times
             save_state(self.state_path, state)
             return head
         message = f"{message}\n\nRun {uuid.uuid4().hex[:12]}"
-        state.pending = {"base": head, "sha256": _sha256(text), "message": message, "cursors": cursors}
-        save_state(self.state_path, state)
-        sha = self.store.replace(text, message)
-        state.cursors, state.pending = cursors, None
+        state.pending = {"base": head, "sha256": _sha256(text), "message": message, "cursors": cursors,
+                         "times": times}
+        save_state(self.state_path, state)  # first: a crash from here on is settled by _recover
+        sha = self.store.replace(text, message, expect=base)  # checks for an edit just before writing
+        if sha is not None:
+            state.cursors, state.times = cursors, times
+        state.pending = None
         save_state(self.state_path, state)
         return sha
 
@@ -206,6 +229,7 @@ class Dream:
             landed = True
         if landed and isinstance(pending.get("cursors"), dict):
             state.cursors = {str(k): int(v) for k, v in pending["cursors"].items()}
+            state.times = {str(k): float(v) for k, v in dict(pending.get("times") or {}).items()}
         logger.warning("Dream was interrupted by a crash during its last commit; %s",
                        "its result was kept" if landed else "its messages will be read again")
         state.pending = None

@@ -74,12 +74,16 @@ def _find_section(lines: list[str], section: str) -> int | None:
 
 
 def sections(text: str) -> list[tuple[str, list[str]]]:
-    """``(title, non-blank lines)`` for each ``## `` section; text before the first one is left out."""
-    out: list[tuple[str, list[str]]] = []
+    """``(title, non-blank lines)`` for each ``## `` section; bullets before the first one form a
+    section titled "Notes" (other text there, such as the file's own introduction, is left out)."""
+    out: list[tuple[str, list[str]]] = [("Notes", [])]
     for line in text.splitlines():
-        if _HEADING.match(line):
-            out.append((line[3:].strip(), []) if line.startswith("## ") else ("", []))
-        elif out and line.strip():
+        if line.startswith("## "):
+            out.append((line[3:].strip(), []))
+        elif _HEADING.match(line):  # "# ": ends a section; before the first one it is the file's title
+            if len(out) > 1:
+                out.append(("", []))
+        elif line.strip() and (len(out) > 1 or line.startswith("- ")):
             out[-1][1].append(line.rstrip())
     return [(title, body) for title, body in out if title and body]
 

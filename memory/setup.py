@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 def attach(config: Config, tools: ToolRegistry) -> MemoryStore:
     """The workspace's memory store, with ``remember`` added to ``tools``."""
     store = MemoryStore(config.workspace_path / "memory")
-    tool.register(store, tools, secrets=config.secrets())
+    tool.register(store, tools, secrets=config.secrets() | env_secrets())
     return store
 
 

@@ -17,10 +17,12 @@ time: before any write, such an edit is committed as ``manual edit`` so the owne
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
@@ -89,18 +91,18 @@ class MemoryStore:
         """Sync ``remember``: the new commit's sha, or "" when this exact fact is already recorded."""
         fact, source = _one_line(fact, "fact"), _one_line(source, "source")
         section = _one_line(section.strip().lstrip("# "), "section")
-        with self._thread_lock, self._repo() as repo:
+        with self._writing() as repo:
             self._commit_edits(repo)
             text = self.show()
             if notes.has_fact(text, fact):
                 return ""
-            self._write(notes.add_fact(text, fact, section, day or date.today(), source))
+            self._write_checked(notes.add_fact(text, fact, section, day or date.today(), source), text)
             return self._commit(repo, f"remember: {_shorten(fact, 60)}")
 
     def forget_fact(self, words: str) -> str:
         """Remove the one bullet matching ``words`` (see ``notes.matching``) as a commit; the bullet removed."""
         words = _one_line(words, "fact")
-        with self._thread_lock, self._repo() as repo:
+        with self._writing() as repo:
             self._commit_edits(repo)
             text = self.show()
             found = notes.matching(text, words)
@@ -111,13 +113,13 @@ class MemoryStore:
                 listed = "; ".join(_shorten(item, 80) for item in found[:5])
                 raise MemoryStoreError(f"{len(found)} facts match {_shorten(words, 80)!r}: {listed}. "
                                        "Say which one, with more of its words.")
-            self._write(notes.remove_fact(text, found[0]))
+            self._write_checked(notes.remove_fact(text, found[0]), text)
             self._commit(repo, f"forget: {_shorten(notes.fact_only(found[0]), 60)}")
             return found[0]
 
     def commit_manual_edits(self) -> str:
         """Commit a hand edit of MEMORY.md as ``manual edit``; its sha, or "" when there was none."""
-        with self._thread_lock, self._repo() as repo:
+        with self._writing() as repo:
             return self._commit_edits(repo)
 
     def restore(self, rev: str) -> str:
@@ -125,7 +127,7 @@ class MemoryStore:
 
         Nothing is committed (and HEAD's sha returned) when the content is already the same.
         """
-        with self._thread_lock, self._repo() as repo:
+        with self._writing() as repo:
             old = _resolve(repo, rev)
             try:
                 content = (old.tree / NAME).data_stream.read().decode("utf-8")
@@ -139,28 +141,58 @@ class MemoryStore:
 
     def snapshot(self) -> tuple[str, str]:
         """What a Dream run starts from: any hand edit committed first, then MEMORY.md and HEAD's sha."""
-        with self._thread_lock, self._repo() as repo:
+        with self._writing() as repo:
             self._commit_edits(repo)
             return self.show(), repo.head.commit.hexsha
 
-    def replace(self, text: str, message: str) -> str:
+    def replace(self, text: str, message: str, expect: tuple[str, str] | None = None) -> str | None:
         """Write ``text`` as MEMORY.md and commit it as ``message``, even when nothing changed; the sha.
 
-        The caller checks first (under ``locked``) that nobody changed the file since it read it.
+        With ``expect=(text, head)``: None, and nothing written, when MEMORY.md or HEAD is no longer that.
         """
-        with self._thread_lock, self._repo() as repo:
-            self._write(text)
+        with self._writing() as repo:
+            if expect is not None and (repo.head.commit.hexsha != expect[1] or self.show() != expect[0]):
+                return None
+            try:
+                self._write(text, expect=expect[0] if expect else None)
+            except _Changed:
+                return None
             return self._commit(repo, message)
 
     def head(self) -> str:
         with self._repo() as repo:
             return repo.head.commit.hexsha
 
-    def versions_since(self, rev: str, limit: int = 20) -> list[tuple[str, str]]:
+    def versions_since(self, rev: str) -> list[tuple[str, str]]:
         """``(message, MEMORY.md)`` of the commits after ``rev`` up to HEAD, oldest first."""
         with self._repo() as repo:
-            commits = list(repo.iter_commits(f"{_resolve(repo, rev).hexsha}..HEAD", max_count=limit))
+            commits = list(repo.iter_commits(f"{_resolve(repo, rev).hexsha}..HEAD"))
             return [(str(c.message).strip(), _text_at(c)) for c in reversed(commits)]
+
+    def apply_edit(self, base: str, mine: str) -> str:
+        """Commit ``mine``, an edited copy of ``base``, as ``manual edit``; its sha ("" when unchanged).
+
+        A change made to MEMORY.md meanwhile (Dream, remember) is merged in with ``git merge-file``;
+        MemoryStoreError when the two changes touch the same lines.
+        """
+        with self._writing() as repo:
+            self._commit_edits(repo)
+            current = self.show()
+            if mine == base:
+                return ""
+            text = mine if current == base else _merge(repo, base, mine, current)
+            self._write(text)
+            return self._commit(repo, "manual edit")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Repo]:
+        """One writer at a time: threads of this process, and other processes (an flock in .git)."""
+        with self._thread_lock:
+            self.ensure()
+            with open(self.folder / ".git" / "reverie-write.lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                with _git().Repo(self.folder) as repo:
+                    yield repo
 
     def _commit_edits(self, repo: Repo) -> str:
         if not repo.git.status("--porcelain", "--", NAME):
@@ -180,17 +212,28 @@ class MemoryStore:
                                    "If another git process is using it, try again.") from exc
         return commit.hexsha
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, expect: str | None = None) -> None:
+        """Replace MEMORY.md atomically; with ``expect``, _Changed if the file stopped being that meanwhile
+        (checked last, just before the rename, so an editor's save is not overwritten)."""
         fd, tmp = tempfile.mkstemp(prefix=f".{NAME}.", suffix=".tmp", dir=self.folder)  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if expect is not None and self.show() != expect:
+                raise _Changed
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _write_checked(self, text: str, expect: str) -> None:
+        try:
+            self._write(text, expect=expect)
+        except _Changed:
+            raise MemoryStoreError(f"{self.path} was saved by someone else at this very moment; nothing was "
+                                   "written over it. Try again.") from None
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -198,7 +241,7 @@ class MemoryStore:
         """MEMORY.md as it is now (``rev=None``) or at a revision."""
         if rev is None:
             self.ensure()
-            return self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+            return _decode(self.path.read_bytes(), self.path) if self.path.exists() else ""
         with self._repo() as repo:
             try:
                 return (_resolve(repo, rev).tree / NAME).data_stream.read().decode("utf-8")
@@ -229,7 +272,7 @@ class MemoryStore:
             return ""
         key = (stat.st_mtime_ns, stat.st_size, max_chars)
         if self._cache is None or self._cache[0] != key:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="replace")  # a bad byte must not break turns
             preface = (_HERE / "preface.md").read_text(encoding="utf-8")
             self._cache = (key, notes.notes_block(text, preface, max_chars))
         return self._cache[1]
@@ -237,6 +280,33 @@ class MemoryStore:
     def _repo(self) -> Repo:
         self.ensure()
         return _git().Repo(self.folder)
+
+
+class _Changed(Exception):
+    """MEMORY.md changed between reading it and writing the new version."""
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MemoryStoreError(f"{path} is not UTF-8 text (byte {exc.start} cannot be read). Open it in your "
+                               "editor and save it as UTF-8; nothing was changed.") from None
+
+
+def _merge(repo: Repo, base: str, mine: str, theirs: str) -> str:
+    """``git merge-file``: ``mine`` and ``theirs``, both edits of ``base``, combined; MemoryStoreError on conflict."""
+    from git.exc import GitCommandError
+
+    with tempfile.TemporaryDirectory(prefix="reverie-merge-") as tmp:
+        paths = [Path(tmp) / name for name in ("yours", "base", "current")]
+        for path, text in zip(paths, (mine, base, theirs), strict=True):
+            path.write_text(text, encoding="utf-8")
+        try:
+            return str(repo.git.merge_file("-p", *map(str, paths), strip_newline_and_stdout=False))
+        except GitCommandError:
+            raise MemoryStoreError("MEMORY.md was changed while you were editing it (by Dream or remember), and "
+                                   "both changes touch the same lines.") from None
 
 
 def _git() -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agent.errors import MemoryStoreError, ToolError
+from agent.logs import Masker
 from agent.tools.registry import ToolContext, ToolRegistry
 from memory.store import MemoryStore
 from memory.validate import MARKUP
@@ -19,6 +20,7 @@ MAX_FACT_CHARS = 500
 def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] = ()) -> None:
     """Add ``remember`` and ``forget``; facts containing any of ``secrets`` (API keys, tokens) are refused."""
     known = {s for s in secrets if s}
+    mask = Masker(known)  # also anything shaped like an API key or a bot token
 
     async def remember(ctx: ToolContext, fact: str, section: str | None = None) -> str:
         """Record one durable fact about the owner in long-term memory.
@@ -30,9 +32,9 @@ def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] 
             section: Where it belongs: "About the owner" (the default), "People", "Projects",
                 "Preferences", or a new title.
         """
-        fact = _check_fact(fact, known)
+        fact = _check_fact(fact, mask)
         section = (section or DEFAULT_SECTION).strip()
-        if "\n" in section or len(section) > 80 or any(s in section for s in known):
+        if "\n" in section or len(section) > 80 or mask(section) != section:
             raise ToolError("The section must be one short line (at most 80 characters), e.g. \"People\".")
         source = ctx.inbound.channel if ctx.inbound else "terminal"
         try:
@@ -60,7 +62,7 @@ def register(store: MemoryStore, registry: ToolRegistry, secrets: Iterable[str] 
     registry.register(forget)
 
 
-def _check_fact(fact: str, secrets: set[str]) -> str:
+def _check_fact(fact: str, mask: Masker) -> str:
     fact = fact.strip()
     if not fact:
         raise ToolError("The fact is empty. Send one short sentence to remember.")
@@ -72,7 +74,7 @@ def _check_fact(fact: str, secrets: set[str]) -> str:
     if MARKUP.search(fact):
         raise ToolError("The fact contains model or tool markup (such as <|...|> tokens or tool tags). "
                         "Write it as a plain sentence.")
-    if any(secret in fact for secret in secrets):
-        raise ToolError("A credential (an API key or token from the configuration) was detected in the fact, "
+    if mask(fact) != fact:
+        raise ToolError("A credential (an API key or token) was detected in the fact, "
                         "so it was not stored. Never store secrets in memory.")
     return fact

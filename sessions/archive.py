@@ -9,8 +9,10 @@ A file qualifies when it sits directly in ``root`` and ends in ``.jsonl`` (live 
 ``<name>.<stamp>.jsonl`` files ``/new`` leaves; quarantined ``.corrupt-`` files do not), was last
 written more than ``older_than_days`` ago, and ``consolidated(path)`` says Dream has read all of it.
 
-A crash never loses a line: the copy is written under a temporary name in ``archive/``, fsynced and
-renamed, and only then is the original unlinked, provided it did not grow meanwhile. The archive
+A crash never loses a line: the file is first renamed to ``<name>.jsonl.archiving`` (so a message
+arriving now starts a fresh session file instead), the copy is written under a temporary name in
+``archive/``, fsynced and renamed, and only then is the original unlinked. The next run finishes
+what a crash interrupted. The archive
 keeps the original's modification time, so "last activity" stays true. A name already taken gets
 ``-2``, ``-3``, ... before ``.jsonl.gz``. The folder is 0700 and the files 0600.
 """
@@ -33,6 +35,7 @@ from sessions.reader import Parsed, Unreadable, parse_bytes, parse_header
 logger = logging.getLogger(__name__)
 
 ARCHIVE = "archive"
+ASIDE = ".archiving"  # a session file being archived: moved aside first, so nothing can be appended to it
 DAY = 86400.0
 
 
@@ -64,65 +67,99 @@ def archive_sessions(root: Path, older_than_days: float, consolidated: Callable[
     """Gzip every old, consolidated session file into ``root/archive``; the paths of the archives.
 
     SessionError when the operating system refuses a read or a write (the files archived before it
-    stay archived; the one being archived stays where it was).
+    stay archived; the one being archived is finished by the next call).
     """
-    archived = []
+    folder = root / ARCHIVE
+    archived = [_finish(aside, folder) for aside in _leftovers(root, folder)]
     for path in old_sessions(root, older_than_days, now):
         if not consolidated(path):
             continue
-        target = _archive_file(path, root / ARCHIVE)
-        if target is not None:
-            archived.append(target)
+        aside = path.with_name(path.name + ASIDE)
+        try:
+            os.rename(path, aside)  # from here on, a new line for this session starts a fresh file
+        except FileNotFoundError:
+            continue  # gone meanwhile (renamed by /new, or archived by another process)
+        except OSError as exc:
+            raise SessionError(f"Could not move the session file {path} aside to archive it: "
+                               f"{exc.strerror or exc}. Check the permissions of {root}.") from exc
+        try:
+            archived.append(_finish(aside, folder))
+        except SessionError:
+            if not path.exists():  # nothing new started meanwhile: put it back as it was
+                os.rename(aside, path)
+            raise
     return archived
 
 
-def _archive_file(path: Path, folder: Path) -> Path | None:
-    """Gzip ``path`` into ``folder`` and unlink it; the archive, or None if ``path`` changed meanwhile."""
+def _leftovers(root: Path, folder: Path) -> list[Path]:
+    """Files an interrupted run moved aside (they are finished now); its temporary copies are removed."""
+    for tmp in _glob(folder, ".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return sorted(_glob(root, f"*.jsonl{ASIDE}"))
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    try:
+        return list(folder.glob(pattern))
+    except OSError:
+        return []
+
+
+def _finish(aside: Path, folder: Path) -> Path:
+    """Gzip the moved-aside file into ``folder`` and unlink it; the archive."""
+    name = aside.name.removesuffix(ASIDE)
+    done = folder / f"{name}.gz"
+    if done.exists() and _same(done, aside):  # a crash came after the archive was written
+        aside.unlink()
+        return done
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise SessionError(f"Could not create the archive folder {folder}: {exc.strerror or exc}. "
                            "Check the permissions of its parent folder and that the disk is not full.") from exc
     try:
-        before = _copy(path, fd)
-        target = _free_name(folder, path.name)
+        _copy(aside, fd)
+        target = _free_name(folder, name)
         os.rename(tmp, target)
         _fsync_dir(folder)
-    except FileNotFoundError:
-        Path(tmp).unlink(missing_ok=True)
-        return None  # gone meanwhile (renamed by /new, or archived by another process)
+        aside.unlink()
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise SessionError(f"Could not archive the session file {path} into {folder}: {exc.strerror or exc}. "
-                           "Free some disk space or fix the folder's permissions.") from exc
-    try:
-        after = path.stat()
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            logger.info("Session file %s changed while being archived; kept it", path)
-            target.unlink()
-            return None
-        path.unlink()
-    except OSError as exc:
-        raise SessionError(f"Archived {path} as {target}, but could not remove the original: "
-                           f"{exc.strerror or exc}. Remove one of the two by hand.") from exc
+        raise SessionError(f"Could not archive the session file {aside} into {folder}: {exc.strerror or exc}. "
+                           "Free some disk space or fix the folder's permissions; the next archive run "
+                           "finishes it.") from exc
     return target
 
 
-def _copy(path: Path, fd: int) -> os.stat_result:
-    """Gzip ``path`` into the open file ``fd`` (closed here) and fsync it; the source's stat from before.
+def _same(archive: Path, path: Path) -> bool:
+    try:
+        with gzip.open(archive, "rb") as fh:
+            return fh.read() == path.read_bytes()
+    except (OSError, EOFError, zlib.error):
+        return False
 
-    The copy gets the source's modification time.
+
+def _copy(path: Path, fd: int) -> None:
+    """Gzip ``path`` into the open file ``fd`` (closed here) and fsync it, with the source's modification time.
+
+    A write that was already under way when the file was moved aside lands in it; the copy is made
+    again until the file stops growing, so such a line is never lost.
     """
     with os.fdopen(fd, "wb") as raw:
-        with path.open("rb") as src:
-            before = os.fstat(src.fileno())
-            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=int(before.st_mtime)) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
+        for _ in range(10):
+            raw.seek(0)
+            raw.truncate()
+            with path.open("rb") as src:
+                before = os.fstat(src.fileno())
+                with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=int(before.st_mtime)) as gz:
+                    shutil.copyfileobj(src, gz, 1 << 20)
+                copied = src.tell()
+            if path.stat().st_size == copied:
+                break
         raw.flush()
         os.fsync(raw.fileno())
         os.utime(raw.fileno(), ns=(before.st_atime_ns, before.st_mtime_ns))
-    return before
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -149,16 +149,52 @@ async def test_dropping_many_facts_needs_them_listed_as_removed(tmp_path: Path, 
         runtime.memory.add_fact(f"Fact number {index}", "About the owner", "terminal", date(2026, 11, 1))
     say(runtime, KEY, ("user", OWNER, "Forget everything about numbers."))
     old = runtime.memory.show()
-    kept = "\n".join(line for line in old.splitlines() if "number 0" in line or not line.startswith("- ")) + "\n"
-    dropped = "\n".join(line for line in old.splitlines() if line.startswith("- ") and "number 0" not in line)
+
+    def without(numbers: range) -> tuple[str, str]:
+        gone = [f"- Fact number {n} (2026-11-01, terminal)" for n in numbers]
+        return "".join(line + "\n" for line in old.splitlines() if line not in gone), "\n".join(gone) + "\n"
+
+    kept, dropped = without(range(1, 8))
     fake.script(answer(kept))
     result = await dream.run()
     assert result.outcome == "invalid" and "7 of 8 facts disappeared" in result.reason
-    assert runtime.memory.show() == old
-    fake.script(answer(kept, removed=dropped + "\n"))
+    fake.script(answer(kept, removed=dropped))  # listed, but too much at once: left to the owner
     result = await dream.run()
-    assert result.outcome == "committed" and (result.added, result.removed) == (0, 7)
-    assert notes.facts(runtime.memory.show()) == ["Fact number 0 (2026-11-01, terminal)"]
+    assert result.outcome == "invalid" and "removes 7 of 8 facts at once" in result.reason
+    assert runtime.memory.show() == old
+    kept, dropped = without(range(4, 8))
+    fake.script(answer(kept, removed=dropped))
+    result = await dream.run()
+    assert result.outcome == "committed" and (result.added, result.removed) == (0, 4)
+    assert [notes.fact_only(f) for f in notes.facts(runtime.memory.show())] == [f"Fact number {n}" for n in range(4)]
+
+
+async def test_drops_are_counted_over_the_whole_run_not_per_chunk(tmp_path: Path, fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake, agent={"context_tokens": 2000})
+    for index in range(12):
+        runtime.memory.add_fact(f"Fact number {index}", "About the owner", "terminal", date(2026, 11, 1))
+    for index in range(60):
+        say(runtime, KEY, ("user", OWNER, f"message {index:03d} " + "x" * 200))
+
+    def drop_two(rec: Recorded) -> Turn:  # each answer alone drops few enough; together they drop many
+        facts = [line for line in current_memory(rec).splitlines() if line.startswith("- ")]
+        return answer("".join(line + "\n" for line in current_memory(rec).splitlines() if line not in facts[:2]))
+
+    fake.responder = drop_two
+    result = await dream.run()
+    assert result.outcome == "invalid" and result.calls >= 2 and "4 of 12 facts disappeared" in result.reason
+    assert len(notes.facts(runtime.memory.show())) == 12
+
+
+def test_a_hand_written_line_must_survive(tmp_path: Path) -> None:
+    from memory.validate import InvalidOutput, check
+
+    old = "# Memory\n\nMy own words, kept.\n\n## People\n\n- Ana (2026-11-01, terminal)\n"
+    with pytest.raises(InvalidOutput, match="hand-written line disappeared"):
+        check("<memory>\n# Memory\n\n## People\n\n- Ana (2026-11-01, terminal)\n</memory>", old,
+              max_facts=10, today=date(2026, 12, 4), redact=str)
+    marked = old + "- Uses <s>strike</s> in notes (2026-11-01, terminal)\n"  # markup the owner wrote is kept
+    assert check(f"<memory>\n{marked}</memory>", marked, max_facts=10, today=date(2026, 12, 4), redact=str) == marked
 
 
 async def test_emptying_a_full_memory_is_refused(tmp_path: Path, fake: FakeLLM) -> None:
@@ -335,3 +371,82 @@ async def test_a_line_being_written_is_left_for_the_next_run(tmp_path: Path, fak
     result = await dream.run()
     assert result.messages == 1 and "half a line" in conversations(fake.requests[-1])
     assert "complete line" not in conversations(fake.requests[-1])
+
+
+async def test_the_interval_loop_survives_failures_and_runs_again(tmp_path: Path, fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    say(runtime, KEY, ("user", OWNER, "I moved to Lyon."))
+    state = runtime.workspace / "state" / "dream.json"
+    state.parent.mkdir(exist_ok=True)
+    state.write_text("{damaged")
+    seen: list[str] = []
+
+    async def after(result: Any) -> None:
+        seen.append(result.outcome)
+        if result.outcome == "failed":
+            state.unlink()  # the owner moved the damaged file away
+        if len(seen) == 1:
+            raise RuntimeError("housekeeping broke")  # must not stop the loop either
+
+    dream.after = after
+    fake.responder = adding("Lives in Lyon")
+    loop = asyncio.create_task(dream.every(0.02))
+    try:
+        async with asyncio.timeout(10):
+            while "committed" not in seen:
+                await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    assert seen[0] == "failed" and "Lives in Lyon" in runtime.memory.show()
+
+
+async def test_a_long_backlog_is_read_over_several_runs(tmp_path: Path, fake: FakeLLM) -> None:
+    from memory import dream as dream_module
+
+    runtime, dream = setup(tmp_path, fake, agent={"context_tokens": 2000})
+    for index in range(12):
+        say(runtime, f"telegram:{index}", *[("user", OWNER, f"chat {index} line {n} " + "y" * 300) for n in range(25)])
+    fake.responder = adding("Writes a lot")
+    first = await dream.run()
+    assert first.outcome == "committed" and first.calls <= dream_module.MAX_CALLS and first.sessions < 12
+    second = await dream.run()
+    assert second.outcome == "unchanged" and first.sessions + second.sessions == 12
+    assert (await dream.run()).outcome == "nothing"
+    joined = "".join(conversations(r) for r in fake.requests)
+    assert all(joined.count(f"chat {i} line {n} ") == 1 for i in range(12) for n in range(25))
+
+
+async def test_an_answer_cut_off_at_max_tokens_is_reported(tmp_path: Path, fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    say(runtime, KEY, ("user", OWNER, "I moved to Lyon."))
+    fake.script(Turn(text="<memory>\n# Memory\n\n## About the owner\n\n- Lives in Lyon (2026-12-04, telegram)\n"
+                          "</memory>", stop="max_tokens"))
+    result = await dream.run()
+    assert result.outcome == "invalid" and "cut off at llm.max_tokens (8192)" in result.reason
+
+
+async def test_the_answer_to_a_scheduled_prompt_is_not_learned_from(tmp_path: Path, fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    runtime.sessions.get(KEY).append(
+        Message.user_text("I moved to Lyon.", sender=OWNER),
+        Message.user_text("Morning briefing please", sender=OWNER, kind="scheduled"),
+        Message("assistant", [{"type": "text", "text": "NEWS FROM A FETCHED PAGE"}]))
+    fake.responder = adding("Lives in Lyon")
+    await dream.run()
+    assert "NEWS FROM A FETCHED PAGE" not in conversations(fake.requests[0])
+
+
+async def test_a_session_file_edited_before_the_cursor_is_reread_from_a_line_start(tmp_path: Path,
+                                                                                   fake: FakeLLM) -> None:
+    runtime, dream = setup(tmp_path, fake)
+    say(runtime, KEY, ("user", OWNER, "My password is in this line by mistake"), ("user", OWNER, "harmless"))
+    fake.responder = adding("Said things")
+    await dream.run()
+    path = runtime.sessions.path_for(KEY)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(line for line in lines if b"password" not in line))  # the owner removed it
+    runtime.sessions.forget(KEY)
+    say(runtime, KEY, ("user", OWNER, "My sister is Ana"))
+    fake.responder = adding("Sister Ana")
+    result = await dream.run()
+    assert result.outcome == "committed" and "My sister is Ana" in conversations(fake.requests[-1])

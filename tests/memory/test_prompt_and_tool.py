@@ -140,3 +140,31 @@ async def test_forget_removes_exactly_one_fact_as_its_own_commit(registry: ToolR
     assert "Lives in Paris" not in store.show() and "Sister Ana lives in Porto" in store.show()
     assert store.log(1)[0].message == "forget: Lives in Paris"
     assert (store.log(1)[0].added, store.log(1)[0].removed) == (0, 1)
+
+
+def test_bullets_before_the_first_section_reach_the_prompt(store: MemoryStore) -> None:
+    store.ensure()
+    store.path.write_text("# Memory\n\nMy intro line.\n\n- Loose fact (2026-11-01, terminal)\n\n## People\n\n"
+                          "- Ana (2026-11-01, terminal)\n")
+    text = store.prompt_text(12_000)
+    assert "### Notes\n- Loose fact (2026-11-01, terminal)" in text and "### People\n- Ana" in text
+    assert "My intro line" not in text
+
+
+def test_a_hand_edit_that_is_not_utf8_breaks_nothing_but_is_named(store: MemoryStore) -> None:
+    from agent.errors import MemoryStoreError
+
+    store.ensure()
+    store.path.write_bytes(store.path.read_bytes() + b"\n## Food\n\n- caf\xe9 au lait (2026-11-01, terminal)\n")
+    assert "- caf\ufffd au lait" in store.prompt_text(12_000)  # every turn still works
+    with pytest.raises(MemoryStoreError, match=r"is not UTF-8 text .* save it as UTF-8"):
+        store.show()
+
+
+async def test_remember_refuses_key_shaped_text_and_environment_secrets(store: MemoryStore, tmp_path: Path) -> None:
+    reg = ToolRegistry()
+    register(store, reg, secrets={"hunter2-from-the-env"})
+    for fact in ("My key is sk-ant-api03-abcdefghijklmnop", "Password hunter2-from-the-env"):
+        block = await reg.run(ToolCall("t1", "remember", {"fact": fact}), ctx(tmp_path))
+        assert block["is_error"] and "credential" in str(block["content"])
+    assert store.facts() == []

@@ -167,3 +167,20 @@ def test_parse_bytes_matches_read_session(tmp_path: Path) -> None:
     assert from_file == from_bytes and from_bytes.truncate_to is not None
     with pytest.raises(Unreadable):
         parse_bytes(b"")
+
+
+def test_a_line_written_after_the_move_starts_a_fresh_file_and_a_crash_is_finished_later(tmp_path: Path) -> None:
+    root = tmp_path / "sessions"
+    path = write(root, "telegram:1", "old", age_days=40)
+    aside = path.with_name(path.name + ".archiving")
+    path.rename(aside)  # what a crash right after the move leaves
+    (root / "archive").mkdir()
+    (root / "archive" / ".telegram%3A1.jsonl.abc.tmp").write_bytes(b"half a copy")
+    fresh = write(root, "telegram:1", "new")  # the chat went on: a fresh file with its own header
+    archived = archive_sessions(root, 30, everything, now=NOW)
+    assert archived == [root / "archive" / "telegram%3A1.jsonl.gz"] and not aside.exists()
+    assert [m.text for m in read_archived(archived[0]).messages] == ["old"]
+    assert fresh.exists() and sorted(p.name for p in (root / "archive").iterdir()) == ["telegram%3A1.jsonl.gz"]
+    aside.write_bytes(gzip.decompress(archived[0].read_bytes()))  # a crash after the archive was written
+    assert archive_sessions(root, 30, everything, now=NOW) == [archived[0]] and not aside.exists()
+    assert sorted(p.name for p in (root / "archive").iterdir()) == ["telegram%3A1.jsonl.gz"]
