@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from memory import notes
 if TYPE_CHECKING:  # GitPython is imported on first git use: the prompt notes need no git
     from git import Commit, Repo
 
+logger = logging.getLogger(__name__)
 NAME = "MEMORY.md"
 _HERE = Path(__file__).parent
 P = ParamSpec("P")
@@ -191,6 +194,7 @@ class MemoryStore:
             self.ensure()
             with open(self.folder / ".git" / "reverie-write.lock", "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
+                _clear_stale_lock(self.folder / ".git" / "index.lock")
                 with _git().Repo(self.folder) as repo:
                     yield repo
 
@@ -280,6 +284,17 @@ class MemoryStore:
     def _repo(self) -> Repo:
         self.ensure()
         return _git().Repo(self.folder)
+
+
+def _clear_stale_lock(path: Path) -> None:
+    """Remove git's index.lock left by a writer killed mid-commit. Every reverie writer holds the flock,
+    so an old one belongs to a dead process (a minute's grace for a git command the owner is running)."""
+    try:
+        if time.time() - path.stat().st_mtime > 60:
+            path.unlink()
+            logger.warning("Removed %s, left behind by a process that died while committing", path)
+    except FileNotFoundError:
+        pass
 
 
 class _Changed(Exception):

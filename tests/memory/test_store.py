@@ -6,6 +6,8 @@ import asyncio
 import os
 import stat
 import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -171,3 +173,29 @@ def test_no_temp_files_left(store: MemoryStore) -> None:
     store.add_fact("Prefers tea", "Preferences", "terminal", DAY)
     assert sorted(p.name for p in store.folder.iterdir()) == [".git", "MEMORY.md"]
     assert os.access(store.path, os.R_OK)
+
+
+def test_a_stale_index_lock_from_a_dead_writer_is_cleared(store: MemoryStore) -> None:
+    store.ensure()
+    lock = store.folder / ".git" / "index.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    assert store.add_fact("Prefers tea", "Preferences", "terminal")
+    assert not lock.exists()
+    lock.write_text("")  # fresh: perhaps the owner's own git command, so it is left alone
+    with pytest.raises(MemoryStoreError, match="another git process"):
+        store.add_fact("Prefers mate", "Preferences", "terminal")
+    lock.unlink()
+
+
+def test_writers_in_several_processes_all_land_in_one_linear_history(store: MemoryStore) -> None:
+    store.ensure()
+    code = ("import sys; from memory import MemoryStore; s = MemoryStore(sys.argv[1]); "
+            "[s.add_fact(f'Fact {sys.argv[2]}-{i}', 'Notes', 'terminal') for i in range(5)]")
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(store.folder), str(n)], cwd=root) for n in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert len(store.facts()) == 15 and len(store.log(100)) == 16
+    with Repo(store.folder) as repo:
+        assert all(len(c.parents) <= 1 for c in repo.iter_commits())
+        assert len(list(repo.iter_commits())) == 16  # nothing orphaned
