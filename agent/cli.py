@@ -88,7 +88,8 @@ def _add_memory(sub: Any, common: argparse.ArgumentParser) -> None:
     """``memory``, ``dream`` and ``sessions``: what reverie remembers and the conversations it read."""
     memory = _add(sub, "memory", _memory, common, "show MEMORY.md, its history and diffs; restore or edit it")
     memory.add_argument("action", choices=["show", "log", "diff", "restore", "edit"])
-    memory.add_argument("rev", nargs="?", metavar="REV", help="diff [REV] (default: the last commit) | restore REV")
+    memory.add_argument("rev", nargs="?", metavar="REV",
+                        help="show [REV] (default: now) | diff [REV] (default: the last commit) | restore REV")
     memory.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="log: how many commits (default 20)")
     _add(sub, "dream", _dream, common, "consolidate new conversations into MEMORY.md now, and show the diff")
     sessions = _add(sub, "sessions", _sessions, common, "list or show conversations; archive old ones")

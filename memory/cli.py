@@ -5,6 +5,10 @@
     reverie memory diff                 # hand edits not committed yet (diff REV: changes since REV)
     reverie memory restore 3f2a1c9      # the old text as a new commit; history is kept
     reverie memory edit                 # $VISUAL / $EDITOR / nano / vi, then commit as "manual edit"
+
+``edit`` opens a private copy, not MEMORY.md itself: a Dream run or a ``remember`` that writes while
+the editor is open is merged with the edit on save (``MemoryStore.apply_edit``). When both touch the
+same lines, nothing is committed and the edited copy is kept as ``<workspace>/MEMORY.edit-<stamp>.md``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 from agent.chat import load_from_args
-from agent.errors import ConfigError
+from agent.errors import ConfigError, MemoryStoreError
 from memory.store import MemoryStore
 from skills.skill import escape
 
 RESTORE_USAGE = "Say which revision: reverie memory restore REV. `reverie memory log` lists them."
+BAD_REVISION = ("Unknown memory revision", "Revision ")  # how MemoryStore words a REV it cannot use
 
 
 def run_memory(args: argparse.Namespace) -> int:
@@ -31,17 +39,28 @@ def run_memory(args: argparse.Namespace) -> int:
     rev = (getattr(args, "rev", None) or "").strip() or None
     if args.action in ("log", "edit") and rev:
         raise ConfigError(f"`reverie memory {args.action}` takes no REV (got {escape(rev)!r}).")
+    if args.action == "log" and args.limit < 1:
+        raise ConfigError(f"`reverie memory log -n N` needs N to be at least 1 (got {args.limit}).")
+    if args.action == "edit":
+        return edit(store, config.workspace_path)
+    try:
+        return _with_rev(store, args, rev)
+    except MemoryStoreError as exc:
+        if rev and str(exc).startswith(BAD_REVISION):  # a REV that does not exist is a usage error
+            raise ConfigError(str(exc)) from None
+        raise
+
+
+def _with_rev(store: MemoryStore, args: argparse.Namespace, rev: str | None) -> int:
     if args.action == "show":
         return show(store, rev)
-    if args.action == "log":
-        return log(store, args.limit)
     if args.action == "diff":
         return diff(store, rev)
     if args.action == "restore":
         if not rev:
             raise ConfigError(RESTORE_USAGE)
         return restore(store, rev)
-    return edit(store)
+    return log(store, args.limit)
 
 
 def show(store: MemoryStore, rev: str | None) -> int:
@@ -79,22 +98,56 @@ def restore(store: MemoryStore, rev: str) -> int:
     return 0
 
 
-def edit(store: MemoryStore) -> int:
+def edit(store: MemoryStore, workspace: Path) -> int:
+    """Edit a private copy of MEMORY.md, then commit it, merged with whatever was written meanwhile."""
     command = editor_command()
     store.commit_manual_edits()  # the owner's earlier hand edit gets its own commit
+    base = store.show()
+    with tempfile.TemporaryDirectory(prefix="reverie-memory-") as tmp:  # mkdtemp: 0700
+        copy = Path(tmp) / "MEMORY.md"
+        copy.write_text(base, encoding="utf-8")
+        status = _run_editor(command, copy)
+        try:
+            mine = copy.read_bytes()
+        except OSError as exc:  # e.g. the editor deleted it
+            raise MemoryStoreError(f"Could not read the edited copy ({exc.strerror or exc}); nothing was committed.") \
+                from None
+    if status != 0:
+        kept = f" Your changes are kept in {keep(workspace, mine)}." if mine != base.encode() else ""
+        print(f"reverie: the editor exited with status {status}; nothing was committed.{kept}", file=sys.stderr)
+        return 1
     try:
-        result = subprocess.run([*command, str(store.path)], check=False)
+        sha = store.apply_edit(base, mine.decode("utf-8"))
+    except (MemoryStoreError, UnicodeDecodeError) as exc:
+        reason = str(exc) if isinstance(exc, MemoryStoreError) else f"The edited file is not UTF-8 ({exc})."
+        print(f"reverie: {reason} Nothing was committed; your edited copy is kept in {keep(workspace, mine)}. "
+              "Bring its changes over with `reverie memory edit`.", file=sys.stderr)
+        return 1
+    print(f"Saved your edit as commit {sha[:7]}." if sha else "No changes.")
+    return 0
+
+
+def _run_editor(command: list[str], path: Path) -> int:
+    try:
+        return subprocess.run([*command, str(path)], check=False).returncode
     except OSError as exc:
         raise ConfigError(f"Could not start the editor {escape(command[0])!r} ({exc}). "
                           "Set $EDITOR to a command that opens a file, e.g. EDITOR=nano.") from None
-    if result.returncode != 0:
-        print(f"reverie: the editor exited with status {result.returncode}; nothing was committed. "
-              f"{store.path} is left as it is; the next change to memory commits it as a manual edit.",
-              file=sys.stderr)
-        return 1
-    sha = store.commit_manual_edits()
-    print(f"Saved your edit as commit {sha[:7]}." if sha else "No changes.")
-    return 0
+
+
+def keep(workspace: Path, data: bytes) -> Path:
+    """Write ``data`` to ``<workspace>/MEMORY.edit-<stamp>.md`` (``-2``, ``-3``, ... when taken), mode 0600."""
+    stamp, n = time.strftime("%Y%m%dT%H%M%S"), 1
+    while True:
+        path = workspace / f"MEMORY.edit-{stamp}{f'-{n}' if n > 1 else ''}.md"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            n += 1
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return path
 
 
 def editor_command() -> list[str]:

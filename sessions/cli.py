@@ -7,23 +7,28 @@
 States: ``live`` (``<key>.jsonl``, the conversation the agent continues), ``reset <stamp>`` (what
 ``/new`` set aside) and ``archived`` (``archive/*.gz``, see ``sessions.archive``). Everything printed
 from a session is passed through ``skills.skill.escape``: chat platforms deliver any character,
-terminal escape sequences included.
+terminal escape sequences included. It is masked first (``agent.logs.Masker``: the configured
+secrets, credential-like environment variables, and anything shaped like an API key).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 from agent.chat import load_from_args
 from agent.errors import ConfigError, MemoryStoreError, SessionError
-from agent.lock import running_pid
+from agent.lock import AlreadyRunning, WorkspaceLock
+from agent.logs import Masker, env_secrets
 from agent.types import Block, Message, result_text
 from memory.cursors import DreamState, is_consolidated, load_state
 from sessions.archive import ARCHIVE, archive_sessions, archived_key, old_sessions, read_archived
@@ -31,7 +36,9 @@ from sessions.reader import Parsed, Unreadable, read_header_key, read_session
 from sessions.store import encode_key
 from skills.skill import escape
 
+Mask = Callable[[str], str]
 _RESET = re.compile(r"\.(\d{8}T\d{6})(?:-\d+)?$")
+_TAKEN = re.compile(r"-\d+$")  # ``-2``, ``-3``, ...: an archive whose name was already taken
 SHORT = 200  # tool calls and results are cut to one line of this many characters
 
 
@@ -46,24 +53,37 @@ class Entry:
 
 
 def run_sessions(args: argparse.Namespace) -> int:
+    _check_args(args)
     config, _ = load_from_args(args, need_model=False)
     workspace = config.workspace_path
     root = workspace / "sessions"
     dream = config.memory.dream.enabled
+    mask: Mask = Masker(config.secrets() | env_secrets())  # a session holds whatever was pasted into it
     if args.action == "list":
-        return list_sessions(root, _list_state(workspace) if dream else None)
+        return list_sessions(root, _list_state(workspace) if dream else None, mask)
     if args.action == "show":
-        if not args.key:
-            raise ConfigError("Say which conversation: reverie sessions show KEY. "
-                              "`reverie sessions list` shows them.")
-        return show_session(root, args.key)
+        return show_session(root, args.key, mask)
     days = args.days if args.days is not None else config.sessions.archive_after_days
     return archive_now(workspace, days, dream=dream)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """KEY only with ``show`` (and there it is needed); ``--days`` only with ``archive``, 0 or more."""
+    if args.action == "show" and not args.key:
+        raise ConfigError("Say which conversation: reverie sessions show KEY. `reverie sessions list` shows them.")
+    if args.action != "show" and args.key:
+        raise ConfigError(f"`reverie sessions {args.action}` takes no KEY (got {escape(repr(args.key))}).")
+    if args.days is None:
+        return
+    if args.action != "archive":
+        raise ConfigError(f"--days goes with `reverie sessions archive`, not `{args.action}`.")
+    if not math.isfinite(args.days) or args.days < 0:
+        raise ConfigError(f"--days needs a number of days, 0 or more (0 turns archiving off); got {args.days:g}.")
+
+
 # --- list --------------------------------------------------------------------------------------------
 
-def list_sessions(root: Path, state: DreamState | None) -> int:
+def list_sessions(root: Path, state: DreamState | None, mask: Mask = str) -> int:
     """Print every conversation, newest first; ``state`` adds whether Dream has read each one."""
     entries = all_entries(root)
     if not entries:
@@ -72,7 +92,7 @@ def list_sessions(root: Path, state: DreamState | None) -> int:
     head = ["KEY", "MESSAGES", "LAST ACTIVITY", "SIZE", "STATE"] + (["DREAM"] if state is not None else [])
     rows = [head]
     for e in entries:
-        row = [escape(e.key), "?" if e.messages is None else str(e.messages), when(e.mtime), size_text(e.size),
+        row = [escape(mask(e.key)), "?" if e.messages is None else str(e.messages), when(e.mtime), size_text(e.size),
                e.state + (", unreadable" if e.messages is None else "")]
         if state is not None:
             done = e.state == "archived" or is_consolidated(e.path, state)
@@ -126,8 +146,12 @@ def _state(path: Path, key: str | None) -> str:
 
 
 def _name_key(path: Path) -> str:
-    """For a file without a readable header: the key its name encodes, as well as it can tell."""
-    stem = _RESET.sub("", path.name.removesuffix(".gz").removesuffix(".jsonl"))
+    """For a file without a readable header: the key its name encodes, as well as it can tell.
+
+    An archive's ``-N`` (its name was taken) is dropped too, like the ``.<stamp>`` of a reset file.
+    """
+    stem = path.name.removesuffix(".gz").removesuffix(".jsonl")
+    stem = _RESET.sub("", _TAKEN.sub("", stem) if path.name.endswith(".gz") else stem)
     return unquote(stem, errors="replace")
 
 
@@ -156,7 +180,7 @@ def when(stamp: float) -> str:
 
 # --- show --------------------------------------------------------------------------------------------
 
-def show_session(root: Path, key: str) -> int:
+def show_session(root: Path, key: str, mask: Mask = str) -> int:
     """Print the live conversation for ``key``, else the newest reset or archived one."""
     live = root / f"{encode_key(key)}.jsonl"
     if live.is_file():
@@ -171,24 +195,34 @@ def show_session(root: Path, key: str) -> int:
     count = len(parsed.messages) if parsed else 0
     lead = (f"Conversation {key} ({state})" if state == "live"
             else f"No live conversation for {key}; showing the newest earlier one ({state})")
-    print(escape(f"{lead}, {count} message{'s' if count != 1 else ''}.\nFile: {path}\n"))
+    print(escape(mask(f"{lead}, {count} message{'s' if count != 1 else ''}.\nFile: {path}\n")))
     names: dict[str, str] = {}
     for message in parsed.messages if parsed else []:
-        print(escape(render(message, names)))
+        print(escape(render(message, names, mask)))
     return 0
 
 
 def _earlier(root: Path, key: str) -> list[Entry]:
-    """Reset and archived files of ``key``, newest first (names are checked first, then headers)."""
+    """Reset and archived files of ``key``, newest first (names are checked first, then headers).
+
+    A file whose header cannot be read counts when its name decodes to ``key``, as ``list`` shows it.
+    """
     stem = encode_key(key)
     found = []
     for path in _glob(root, f"{stem}.*.jsonl"):
-        if read_header_key(path) == key:
+        if _belongs(read_header_key(path), path, key):
             found.append(_entry(path, archived=False))
     for path in _glob(root / ARCHIVE, f"{stem}*.gz"):
-        if archived_key(path) == key:
+        if _belongs(archived_key(path), path, key):
             found.append(_entry(path, archived=True))
     return sorted((e for e in found if e is not None), key=lambda e: e.mtime, reverse=True)
+
+
+def _belongs(header: str | None, path: Path, key: str) -> bool:
+    if header is not None:
+        return header == key
+    stem = _RESET.sub("", path.name.removesuffix(".gz").removesuffix(".jsonl"))
+    return key in (_name_key(path), unquote(stem, errors="replace"))  # the key itself may end in -N
 
 
 def _parse(path: Path, *, archived: bool) -> Parsed | None:
@@ -201,32 +235,33 @@ def _parse(path: Path, *, archived: bool) -> Parsed | None:
                            "Check its permissions.") from exc
 
 
-def render(message: Message, names: dict[str, str]) -> str:
+def render(message: Message, names: dict[str, str], mask: Mask = str) -> str:
     """``[YYYY-MM-DD HH:MM] role (sender): text``; tool calls and results one short line each.
 
-    ``names`` maps tool call ids to tool names, so a result can say which tool it answers.
+    ``names`` maps tool call ids to tool names, so a result can say which tool it answers. ``mask``
+    hides secrets, before anything is cut short (so no partial secret is left).
     """
-    who = message.role + (f" ({message.sender})" if message.sender else "")
+    who = mask(message.role + (f" ({message.sender})" if message.sender else ""))
     who += f" [{message.kind}]" if message.kind != "chat" else ""
-    parts = [_block(block, names) for block in message.content]
+    parts = [_block(block, names, mask) for block in message.content]
     body = "\n".join(part for part in parts if part).replace("\n", "\n  ")
     return f"[{when(message.time)}] {who}: {body}"
 
 
-def _block(block: Block, names: dict[str, str]) -> str:
+def _block(block: Block, names: dict[str, str], mask: Mask) -> str:
     kind = block.get("type")
     if kind == "text":
-        return str(block.get("text", ""))
+        return mask(str(block.get("text", "")))
     if kind == "image":
         return "[image]"
     if kind == "tool_use":
         name = str(block.get("name", "?"))
         names[str(block.get("id"))] = name
-        return shorten(f"→ {name}({json.dumps(block.get('input', {}), ensure_ascii=False)})")
+        return shorten(mask(f"→ {name}({json.dumps(block.get('input', {}), ensure_ascii=False)})"))
     if kind == "tool_result":
         name = names.get(str(block.get("tool_use_id")), "tool")
         verb = "failed" if block.get("is_error") else "returned"
-        return shorten(f"← {name} {verb}: {result_text(block.get('content', ''))}")
+        return shorten(mask(f"← {name} {verb}: {result_text(block.get('content', ''))}"))
     return f"[{kind}]"
 
 
@@ -239,17 +274,41 @@ def shorten(text: str, limit: int = SHORT) -> str:
 # --- archive -----------------------------------------------------------------------------------------
 
 def archive_now(workspace: Path, days: float, *, dream: bool) -> int:
-    """Archive the conversations idle for ``days`` that Dream has read (all of them without Dream)."""
-    pid = running_pid(workspace)
-    if pid is not None:
-        who = f" (pid {pid})" if pid > 0 else ""
-        raise SessionError(f"reverie is running for {workspace}{who}, and it archives old conversations itself "
-                           "after each Dream run. Stop it first to archive by hand: a live conversation "
-                           "archived under a running daemon would be written to again.")
-    root = workspace / "sessions"
+    """Archive the conversations idle for ``days`` that Dream has read (all of them without Dream).
+
+    Holds the workspace lock throughout, so the daemon cannot start meanwhile; refused while it runs.
+    """
     if days <= 0:
         print(f"Archiving is off ({days:g} days): nothing was archived.")
         return 0
+    with _holding(workspace, dream=dream):
+        return _archive(workspace, days, dream=dream)
+
+
+@contextlib.contextmanager
+def _holding(workspace: Path, *, dream: bool) -> Iterator[None]:
+    if not workspace.is_dir():  # no workspace: nothing runs there, and there is nothing to archive
+        yield
+        return
+    lock = WorkspaceLock(workspace)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        who = f" (pid {exc.pid})" if exc.pid else ""
+        itself = (", and it archives old conversations itself after each Dream run" if dream
+                  else "; with Dream disabled it does not archive on its own")
+        raise SessionError(f"reverie is running for {workspace}{who}{itself}. Stop it first to archive by hand: "
+                           "a live conversation archived under a running daemon would be written to again.") from None
+    except OSError as exc:
+        raise SessionError(f"Could not lock {lock.path}: {exc.strerror or exc}. Check its permissions.") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _archive(workspace: Path, days: float, *, dream: bool) -> int:
+    root = workspace / "sessions"
     state = load_state(workspace / "state" / "dream.json") if dream else None
 
     def consolidated(path: Path) -> bool:
@@ -257,9 +316,9 @@ def archive_now(workspace: Path, days: float, *, dream: bool) -> int:
 
     now = time.time()
     archived = archive_sessions(root, days, consolidated, now=now)
-    waiting = len(old_sessions(root, days, now=now))
+    waiting = len(old_sessions(root, days, now=now)) if dream else 0
     for path in archived:
-        print(f"  {path.name.removesuffix('.gz')} -> {ARCHIVE}/{path.name}")
+        print(f"  {escape(archived_key(path) or path.name)} -> {ARCHIVE}/{escape(path.name)}")
     if archived:
         total = sum(p.stat().st_size for p in archived)
         print(f"Archived {len(archived)} conversation{'s' if len(archived) != 1 else ''} "

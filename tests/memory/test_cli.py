@@ -144,10 +144,10 @@ def test_restore_needs_a_revision(config: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("action", ["show", "diff", "restore"])
-def test_unknown_revision_is_a_clean_error(config: Path, store: MemoryStore, action: str,
+def test_unknown_revision_is_a_usage_error(config: Path, store: MemoryStore, action: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     store.ensure()
-    assert memory(config, action, "deadbeef") == 1
+    assert memory(config, action, "deadbeef") == 2
     captured = capsys.readouterr()
     assert captured.err == "reverie: Unknown memory revision 'deadbeef'; use a sha from the memory log.\n"
     assert "Traceback" not in captured.out + captured.err
@@ -183,11 +183,65 @@ def test_a_failing_editor_commits_nothing(config: Path, store: MemoryStore, tmp_
     monkeypatch.setenv("EDITOR", editor(tmp_path, "open(path, 'a').write('- Half done\\n')\nsys.exit(1)"))
     assert memory(config, "edit") == 1
     err = capsys.readouterr().err
-    assert "editor exited with status 1; nothing was committed" in err and "manual edit" in err
+    assert "editor exited with status 1; nothing was committed" in err
     assert messages(store) == ["init"]
-    assert store.show().endswith("- Half done\n")  # kept as it is for the next write to commit
+    assert "Half done" not in store.show()  # MEMORY.md itself was never opened
     assert subprocess.run(["git", "status", "--porcelain"], cwd=store.folder, capture_output=True,
-                          text=True, check=True).stdout.strip() == "M MEMORY.md"
+                          text=True, check=True).stdout.strip() == ""
+    [kept] = (tmp_path / "workspace").glob("MEMORY.edit-*.md")  # the half-done edit is not lost
+    assert str(kept) in err and kept.read_text().endswith("- Half done\n")
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_edit_opens_a_private_copy(config: Path, store: MemoryStore, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen = tmp_path / "seen.txt"
+    body = (f"import os, stat\nopen({str(seen)!r}, 'w').write("
+            "f'{os.path.basename(path)} {stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode):o} {path}')")
+    monkeypatch.setenv("EDITOR", editor(tmp_path, body))
+    assert memory(config, "edit") == 0
+    name, mode, path = seen.read_text().split(" ", 2)
+    assert (name, mode) == ("MEMORY.md", "700") and Path(path) != store.path
+    assert not Path(path).exists()  # the temporary folder is gone
+
+
+def test_a_change_made_while_editing_is_merged(config: Path, store: MemoryStore, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    store.add_fact("Prefers tea over coffee", "Preferences", "telegram", DAY)
+    folder = str(store.folder)
+    body = ("from datetime import date\nfrom memory import MemoryStore\n"  # Dream or remember, meanwhile
+            f"MemoryStore(__import__('pathlib').Path({folder!r})).add_fact("
+            "'Sister is called Ana', 'People', 'telegram', date(2026, 11, 22))\n"
+            "text = open(path).read()\n"
+            "open(path, 'w').write(text.replace('Prefers tea over coffee', 'Prefers green tea over coffee'))")
+    monkeypatch.setenv("EDITOR", editor(tmp_path, body))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
+    assert memory(config, "edit") == 0
+    assert capsys.readouterr().out == f"Saved your edit as commit {store.log(1)[0].sha[:7]}.\n"
+    text = store.show()
+    assert "Prefers green tea over coffee" in text and "Sister is called Ana" in text  # both kept
+    assert messages(store)[:2] == ["manual edit", "remember: Sister is called Ana"]
+    assert not list((tmp_path / "workspace").glob("MEMORY.edit-*"))
+
+
+def test_a_conflicting_change_keeps_the_edited_copy(config: Path, store: MemoryStore, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    store.ensure()
+    body = (f"real = {str(store.path)!r}\n"  # someone rewrites the same line the owner edits
+            "theirs, mine = open(real).read(), open(path).read()\n"
+            "open(real, 'w').write(theirs.replace('# Memory', '# Memory (theirs)'))\n"
+            "open(path, 'w').write(mine.replace('# Memory', '# Memory (mine)'))")
+    monkeypatch.setenv("EDITOR", editor(tmp_path, body))
+    assert memory(config, "edit") == 1
+    err = capsys.readouterr().err
+    [kept] = (tmp_path / "workspace").glob("MEMORY.edit-*.md")
+    assert re.fullmatch(r"MEMORY\.edit-\d{8}T\d{6}\.md", kept.name)
+    assert "changed while you were editing it" in err and str(kept) in err and "Nothing was committed" in err
+    assert kept.read_text().startswith("# Memory (mine)\n")
+    assert store.show().startswith("# Memory (theirs)\n")
+    assert "(mine)" not in store.show("HEAD")
 
 
 def test_no_editor_is_a_config_error(config: Path, store: MemoryStore, tmp_path: Path,
@@ -207,6 +261,18 @@ def test_no_editor_is_a_config_error(config: Path, store: MemoryStore, tmp_path:
 def test_log_and_edit_take_no_revision(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert memory(config, "log", "HEAD") == 2
     assert "takes no REV" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_log_needs_at_least_one(config: Path, limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert memory(config, "log", "-n", limit) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_memory_help_mentions_show_rev(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["memory", "--help"])
+    assert "show [REV]" in capsys.readouterr().out
 
 
 def test_without_git_the_error_says_to_install_it(config: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.lock import WorkspaceLock
+from agent.lock import WorkspaceLock, running_pid
 from agent.types import Message
 from memory.cursors import identity, load_state, save_state
 from sessions import SessionStore
@@ -143,8 +143,9 @@ def test_show_falls_back_to_the_newest_archived_conversation(config: Path, ws: P
     assert sessions(config, "archive", "--days", "10") == 0
     say(ws, "telegram:1", text("second"), age_days=40)
     consolidate(ws, ws / "sessions" / "telegram%3A1.jsonl")
-    assert sessions(config, "archive", "--days", "10") == 0
     capsys.readouterr()
+    assert sessions(config, "archive", "--days", "10") == 0
+    assert capsys.readouterr().out.startswith("  telegram:1 -> archive/telegram%3A1-2.jsonl.gz\n")  # the clash
     assert sessions(config, "show", "telegram:1") == 0
     out = capsys.readouterr().out
     archived = ws / "sessions" / "archive" / "telegram%3A1-2.jsonl.gz"
@@ -184,7 +185,7 @@ def test_archive_moves_old_consolidated_conversations(config: Path, ws: Path,
     assert sessions(config, "archive") == 0
     out = capsys.readouterr().out
     archive = ws / "sessions" / "archive"
-    assert out.startswith("  telegram%3A1.jsonl -> archive/telegram%3A1.jsonl.gz\nArchived 1 conversation (")
+    assert out.startswith("  telegram:1 -> archive/telegram%3A1.jsonl.gz\nArchived 1 conversation (")
     assert f") into {archive}.\n2 old sessions wait for Dream to read them first (reverie dream).\n" in out
     assert gzip.decompress((archive / "telegram%3A1.jsonl.gz").read_bytes()) == data
     assert not old.exists() and recent.exists() and all(p.exists() for p in waiting)
@@ -227,3 +228,79 @@ def test_archive_is_refused_while_the_daemon_runs(config: Path, ws: Path,
     assert path.exists()
     assert sessions(config, "archive") == 0
     assert not path.exists()
+
+
+def test_archive_refusal_without_dream_does_not_promise_archiving(tmp_path: Path, ws: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, ws, memory={"dream": {"enabled": False}})
+    path = say(ws, "telegram:1", text("old"), age_days=40)
+    lock = WorkspaceLock(ws)
+    lock.acquire()
+    try:
+        assert sessions(config, "archive") == 1
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert "Stop it first to archive by hand" in err and "after each Dream run" not in err
+    assert "does not archive on its own" in err and path.exists()
+
+
+def test_archive_holds_the_workspace_lock_throughout(config: Path, ws: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = say(ws, "telegram:1", text("old"), age_days=40)
+    consolidate(ws, path)
+    seen: list[int | None] = []
+
+    def archive(*args: Any, **kwargs: Any) -> list[Path]:
+        seen.append(running_pid(ws))  # a daemon starting now would find the workspace taken
+        return []
+
+    monkeypatch.setattr("sessions.cli.archive_sessions", archive)
+    assert sessions(config, "archive") == 0
+    assert seen == [os.getpid()] and running_pid(ws) is None
+
+
+def test_show_and_list_mask_secrets(tmp_path: Path, ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "abcd1234-very-secret-value"
+    config = write_config(tmp_path, ws, llm={"api_key": secret})
+    say(ws, f"irc:{secret}",
+        text(f"my key is {secret}, keep it"),
+        Message("assistant", [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": ".env"}}],
+                time=T0 + 1),
+        Message("user", [{"type": "tool_result", "tool_use_id": "t1", "content": "x" * 190 + f"KEY={secret}",
+                          "is_error": False}], time=T0 + 2))
+    assert sessions(config, "show", f"irc:{secret}") == 0
+    out = capsys.readouterr().out
+    assert secret not in out and "abcd1234" not in out  # not even the part before a cut
+    assert "my key is ***, keep it" in out and "← read_file returned: " in out
+    assert sessions(config, "list") == 0
+    out = capsys.readouterr().out
+    assert secret not in out and "irc:***" in out
+
+
+def test_show_an_unreadable_archive_that_list_shows(config: Path, ws: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    archive = ws / "sessions" / "archive"
+    archive.mkdir(parents=True)
+    (archive / "telegram%3A1.jsonl.gz").write_bytes(b"not gzip")
+    (archive / "telegram%3A1-2.jsonl.gz").write_bytes(gzip.compress(b"no header\n"))
+    assert sessions(config, "list") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  telegram:1 +\? .*archived, unreadable", out, re.M)
+    assert "telegram:1-2" not in out  # the -2 of a taken name is no part of the key
+    assert sessions(config, "show", "telegram:1") == 1
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "telegram%3A1" in err and "No conversation" not in err
+
+
+@pytest.mark.parametrize("argv", [["list", "foo"], ["archive", "foo"], ["list", "--days", "3"],
+                                  ["show", "telegram:1", "--days", "3"], ["archive", "--days", "-1"],
+                                  ["archive", "--days", "nan"], ["archive", "--days", "inf"]])
+def test_bad_arguments_are_usage_errors(config: Path, ws: Path, argv: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = say(ws, "telegram:1", text("old"), age_days=40)
+    consolidate(ws, path)
+    assert sessions(config, *argv) == 2
+    err = capsys.readouterr().err
+    assert "takes no KEY" in err or "--days" in err
+    assert path.exists()
