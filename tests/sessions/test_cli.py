@@ -212,17 +212,22 @@ def test_archive_without_dream_takes_every_old_conversation(tmp_path: Path, ws: 
     assert capsys.readouterr().out == "Nothing to archive: no session is older than 7 days.\n"
 
 
-def test_archive_is_refused_while_the_daemon_runs(config: Path, ws: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    path = say(ws, "telegram:1", text("old"), age_days=40)
-    consolidate(ws, path)
+def refused_while_locked(config: Path, ws: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``sessions archive`` while a daemon holds the workspace: exit 1; its error text."""
     lock = WorkspaceLock(ws)
     lock.acquire()
     try:
         assert sessions(config, "archive") == 1
     finally:
         lock.release()
-    err = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_archive_is_refused_while_the_daemon_runs(config: Path, ws: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = say(ws, "telegram:1", text("old"), age_days=40)
+    consolidate(ws, path)
+    err = refused_while_locked(config, ws, capsys)
     assert f"reverie is running for {ws.resolve()} (pid {os.getpid()})" in err
     assert "archives old conversations itself after each Dream run" in err and "Stop it first" in err
     assert path.exists()
@@ -234,13 +239,7 @@ def test_archive_refusal_without_dream_does_not_promise_archiving(tmp_path: Path
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, ws, memory={"dream": {"enabled": False}})
     path = say(ws, "telegram:1", text("old"), age_days=40)
-    lock = WorkspaceLock(ws)
-    lock.acquire()
-    try:
-        assert sessions(config, "archive") == 1
-    finally:
-        lock.release()
-    err = capsys.readouterr().err
+    err = refused_while_locked(config, ws, capsys)
     assert "Stop it first to archive by hand" in err and "after each Dream run" not in err
     assert "does not archive on its own" in err and path.exists()
 
