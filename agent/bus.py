@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 SUBAGENT = "subagent"  # the channel name of child-agent turns (agent/subagents.py); no platform may use it
-OutKind = Literal["reply", "delta", "tool", "notice", "error", "progress"]  # progress: a subagent's step
+# progress: a subagent's step. A scheduled turn (cron) ends in "nothing" when there is nothing to send, and
+# in "failed" instead of "error": cron decides whether to retry or to tell the chat (agent/cron/service.py).
+OutKind = Literal["reply", "delta", "tool", "notice", "error", "progress", "nothing", "failed"]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ _start, _status = lazy("agent.serve:run_start"), lazy("agent.commands:run_status
 _service, _pair = lazy("agent.commands:run_service_install"), lazy("agent.commands:run_pair")
 _mcp, _skill = lazy("agent.mcp.cli:run_mcp"), lazy("skills.cli:run_skill")
 _memory, _dream = lazy("memory.cli:run_memory"), lazy("memory.cli:run_dream")
-_sessions = lazy("sessions.cli:run_sessions")
+_sessions, _cron = lazy("sessions.cli:run_sessions"), lazy("agent.cron.cli:run_cron")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     skill.add_argument("--yes", "-y", action="store_true", help="do not ask before installing or removing")
     skill.add_argument("--force", action="store_true", help="install over an existing skill of the same name")
     _add_memory(sub, common)
+    _add_cron(sub, common)
     _add(sub, "usage", _usage, common, "token use and cost, today and this month")
     _add(sub, "config", _config, common, "check the config file and show what it resolves to")
     return parser
@@ -97,6 +98,24 @@ def _add_memory(sub: Any, common: argparse.ArgumentParser) -> None:
     sessions.add_argument("key", nargs="?", metavar="KEY", help="show KEY (e.g. telegram:12345)")
     sessions.add_argument("--days", type=float, metavar="N",
                           help="archive: sessions idle for N days (default: sessions.archive_after_days)")
+
+
+def _add_cron(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``cron``: scheduled prompts and reminders."""
+    cron = _add(sub, "cron", _cron, common, "add, list, remove, enable, disable or run scheduled jobs; show runs")
+    cron.add_argument("action", choices=["add", "list", "remove", "enable", "disable", "run", "log"])
+    cron.add_argument("job", nargs="?", metavar="NAME", help="remove/enable/disable/run NAME | log [NAME]")
+    cron.add_argument("--name", help="add: the job's name")
+    cron.add_argument("--message", metavar="TEXT", help="add: what the agent is asked when the job fires")
+    cron.add_argument("--cron", metavar="EXPR", help='add: a crontab schedule, e.g. "0 9 * * *" (0 and 7 = Sunday)')
+    cron.add_argument("--every", type=float, metavar="SECONDS", help="add: run every SECONDS")
+    cron.add_argument("--at", metavar="ISO", help="add: run once, e.g. 2026-11-23T17:00")
+    cron.add_argument("--tz", metavar="ZONE", help="add: time zone, e.g. Europe/Paris (default: local)")
+    cron.add_argument("--deliver", metavar="CHANNEL:CHAT",
+                      help="add: where the reply goes, e.g. telegram:12345 (default: the owner on the first channel)")
+    cron.add_argument("--model", help="add: use this model instead of llm.model")
+    cron.add_argument("--disabled", action="store_true", help="add: add the job disabled")
+    cron.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="log: how many runs (default 20)")
 
 
 def _add(sub: Any, name: str, handler: Handler, common: argparse.ArgumentParser, text: str) -> Any:

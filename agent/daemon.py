@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from sessions import SessionStore
 from skills import SkillLibrary
 
 if TYPE_CHECKING:
+    from agent.cron.service import CronService
     from agent.mcp import MCPManager
 
 ChannelConfig = TelegramChannel | DiscordChannel | SlackChannel
@@ -108,6 +109,7 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     skills = SkillLibrary(workspace / "skills")
     skills.register(tools)
     memory = attach(config, tools)
+    job_model = cron_tool(config, config_path, tools, usage)
 
     def extra() -> str:  # memory last: it changes more often than the skills, so more of the prefix stays cached
         parts = (skills.prompt_text(), memory.prompt_text(config.memory.max_prompt_chars))
@@ -120,7 +122,8 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     children.register(tools)
 
     def profiles(msg: Inbound) -> Profile:
-        main = Profile(by_channel.get(msg.channel, default), tools, prompt.system, config.agent.max_steps)
+        model = (job_model(msg.scope) if msg.scheduled and msg.scope else None) or by_channel.get(msg.channel, default)
+        main = Profile(model, tools, prompt.system, config.agent.max_steps)
         return children.profile(msg, main, child_model) if msg.channel == SUBAGENT else main
 
     sessions = SessionStore(workspace / "sessions")
@@ -130,6 +133,29 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
     service.on_stop, children.cancel = children.stop, service.cancel
     return Runtime(config, workspace, bus, sessions, usage, service, default, tools, children, memory,
                    mcp_manager(config))
+
+
+def cron_tool(config: Config, config_path: Path | None, tools: ToolRegistry,
+              usage: UsageLog) -> Callable[[str], ModelChain | None]:
+    """The ``cron`` tool (jobs go to ``<workspace>/cron/jobs.yaml``; the daemon runs them), and the model
+    of a job's turn: its ``model`` if it sets one (session ``cron:<name>``)."""
+    from agent.cron.jobs import JobStore
+    from agent.cron.tool import register
+
+    store = JobStore(config.workspace_path, config.cron_jobs, config_path)
+    register(store, tools, config)
+    chains: dict[str, ModelChain] = {}
+
+    def job_model(scope: str) -> ModelChain | None:
+        job = store.load().get(scope.removeprefix("cron:")) if scope.startswith("cron:") else None
+        if job is None or not job.spec.model:
+            return None
+        if job.spec.model not in chains:
+            chains[job.spec.model] = build_provider(config.llm, usage, model=job.spec.model,
+                                                    where=f"cron job {job.spec.name}")
+        return chains[job.spec.model]
+
+    return job_model
 
 
 def mcp_manager(config: Config) -> MCPManager | None:
@@ -156,6 +182,7 @@ class Daemon:
     supervisor: Supervisor
     channels: dict[str, Channel]
     dream: Dream | None = None  # None when memory.dream.enabled is false
+    cron: CronService | None = None  # None when cron.enabled is false
 
 
 def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
@@ -187,7 +214,14 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
     if config.memory.dream.enabled:
         dream = build_dream(config, runtime.memory, runtime.default_model, runtime.usage, pairing)
         dream.after = archiver(config, runtime.sessions)
-    return Daemon(runtime, journal, gateway, Delivery(journal, channels), supervisor, channels, dream)
+    delivery = Delivery(journal, channels)
+    cron = None
+    if config.cron.enabled:
+        from agent.cron.service import CronService
+
+        cron = CronService(config, gateway.publish, runtime.service, runtime.usage, config_path=config_path)
+        delivery.observers.append(cron.observe)
+    return Daemon(runtime, journal, gateway, delivery, supervisor, channels, dream, cron)
 
 
 def make_adapter(cfg: ChannelConfig, ctx: ChannelContext, index: int) -> Channel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from agent.bus import MessageBus, Outbound
 from agent.journal import DELAYED, Journal
@@ -28,6 +29,8 @@ class Delivery:
         self.journal, self.channels, self.backoff = journal, channels, backoff
         self._chat_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told how each final message ended: "sent" (with the platform's id), "abandoned", or "nothing".
+        self.observers: list[Callable[[Outbound, str, str | None], None]] = []
 
     async def pump(self, bus: MessageBus, label: str) -> None:
         """Forward ``label``'s outbound queue to its channel until cancelled."""
@@ -36,6 +39,9 @@ class Delivery:
             out = await queue.get()
             if out.kind in SENT:
                 self.submit(self.journal.intent(out), out)
+            elif out.kind in ("nothing", "failed"):  # a scheduled turn that ends without a message
+                self.journal.intent(out)
+                self._tell(out, out.kind, None)
 
     def submit(self, iid: str, out: Outbound) -> None:
         task = asyncio.create_task(self._deliver(iid, out), name=f"deliver {iid}")
@@ -64,6 +70,7 @@ class Delivery:
         if channel is None:
             logger.error("no channel %r for a %s to %s; dropping it", out.channel, out.kind, out.chat_id)
             self.journal.abandoned(iid, f"no channel {out.channel}")
+            self._tell(out, "abandoned", None)
             return
         key = (out.channel, out.chat_id)
         try:
@@ -87,6 +94,7 @@ class Delivery:
                 if not exc.retryable:
                     logger.error("giving up on a %s to %s/%s: %s", out.kind, out.channel, out.chat_id, exc)
                     self.journal.abandoned(iid, str(exc))
+                    self._tell(out, "abandoned", None)
                     return
                 wait = max(exc.retry_after or 0.0, wait)
                 logger.warning("send %d to %s/%s failed (%s); retrying in %.0f s", attempt, out.channel,
@@ -96,5 +104,13 @@ class Delivery:
                                  out.channel, out.chat_id, attempt, wait)
             else:
                 self.journal.receipt(iid, platform_id)
+                self._tell(out, "sent", platform_id)
                 return
             await asyncio.sleep(wait)
+
+    def _tell(self, out: Outbound, status: str, platform_id: str | None) -> None:
+        for observer in self.observers:
+            try:
+                observer(out, status, platform_id)
+            except Exception:  # an observer's bug must not stop delivery
+                logger.exception("a delivery observer failed")

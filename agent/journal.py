@@ -25,7 +25,7 @@ from typing import Any
 from agent.bus import Inbound, Outbound
 
 logger = logging.getLogger(__name__)
-FINAL = ("reply", "error")
+FINAL = ("reply", "error", "nothing", "failed")
 DELAYED = "(Delayed: "  # how every reply that is late because of a restart begins
 
 

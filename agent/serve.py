@@ -56,6 +56,8 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
         supervisor.write_status()
     service = asyncio.create_task(runtime.service.run(), name="agent service")
     background.append(asyncio.create_task(runtime.subagents.run(), name="subagent reports"))
+    if daemon.cron is not None:  # before the resumed turns: it waits for the scheduled ones among them
+        await daemon.cron.start([msg for _, msg in pending.turns])
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
     runtime.subagents.resume(runtime.service.dispatch)  # after people's turns: theirs were promised first
@@ -79,6 +81,8 @@ async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[as
     runtime = daemon.runtime
     deadline = asyncio.get_running_loop().time() + timeout
     daemon.gateway.draining = True  # from now on, new messages wait in the journal for the next start
+    if daemon.cron is not None:
+        daemon.cron.stop()  # no new runs; running ones are journaled turns and finish below
     service.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await service
@@ -90,6 +94,8 @@ async def drain(daemon: Daemon, service: asyncio.Task[None], background: list[as
             break
         await asyncio.sleep(0.01)
     left = await daemon.delivery.flush(max(_left(deadline), 1.0))
+    if daemon.cron is not None:  # their answers are delivered (or journaled): record the runs
+        await daemon.cron.finish(1.0)
     if left:
         logger.warning("%d replies were not confirmed before stopping; they are sent at the next start", left)
     for task in background:

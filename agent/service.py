@@ -30,6 +30,7 @@ from sessions import Session, SessionStore
 
 logger = logging.getLogger(__name__)
 RESUMED = f"{DELAYED}reverie restarted while answering this.)"
+NOTHING_TO_SEND = "[nothing to send]"  # a scheduled turn's answer when nothing is worth sending now
 HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk), /usage shows today's "
         "token use and cost, /stop cancels the running answer, /help shows this.")
 
@@ -60,7 +61,7 @@ class AgentService:
         self.bus, self.sessions, self.profiles, self.tool_ctx = bus, sessions, profiles, tool_ctx
         self.usage, self.agent = usage, agent
         self.compactor, self.max_tokens = compactor, max_tokens
-        self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None]]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None] | Message]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
         self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
@@ -81,13 +82,20 @@ class AgentService:
                 text = f"Stopped {helpers} subagent(s)." if helpers else "Nothing is running."
                 self.bus.outbound(msg.channel).put_nowait(reply_to(msg, "", text, "reply"))
             return
-        queue = self._queues.get(msg.session_key)
+        self._queue(msg.session_key).put_nowait((msg, resume))
+
+    def append_later(self, key: str, message: Message) -> None:
+        """Add ``message`` to session ``key`` after the turns queued for it (a scheduled message it was sent)."""
+        self._queue(key).put_nowait(message)
+
+    def _queue(self, key: str) -> asyncio.Queue[tuple[Inbound, str | None] | Message]:
+        queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[msg.session_key] = asyncio.Queue()
-            worker = asyncio.create_task(self._worker(msg.session_key, queue), name=f"session {msg.session_key}")
+            queue = self._queues[key] = asyncio.Queue()
+            worker = asyncio.create_task(self._worker(key, queue), name=f"session {key}")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        queue.put_nowait((msg, resume))
+        return queue
 
     def cancel(self, key: str) -> bool:
         task = self._running.get(key)
@@ -109,13 +117,20 @@ class AgentService:
         """Turns running now."""
         return len(self._running)
 
-    async def _worker(self, key: str, queue: asyncio.Queue[tuple[Inbound, str | None]]) -> None:
+    async def _worker(self, key: str, queue: asyncio.Queue[tuple[Inbound, str | None] | Message]) -> None:
         while True:
             try:
-                msg, resume = queue.get_nowait()
+                item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 del self._queues[key]
                 return
+            if isinstance(item, Message):
+                try:
+                    (await asyncio.to_thread(self.sessions.get, key)).append(item)
+                except ReverieError:
+                    logger.exception("could not add a scheduled message to %s", key)
+                continue
+            msg, resume = item
             async with self._child_slots if msg.channel == SUBAGENT else self._slots:
                 try:
                     await self.handle(msg, resume)
@@ -253,6 +268,11 @@ class AgentService:
         return True
 
     async def _say(self, turn: Turn, text: str, kind: OutKind) -> None:
+        if turn.msg.scheduled and kind == "reply":
+            reply = scheduled_reply(text)
+            text, kind = (reply, kind) if reply is not None else ("", "nothing")
+        elif turn.msg.scheduled and kind == "error":
+            kind = "failed"  # cron retries it, or tells the chat itself
         if turn.delayed and kind in ("reply", "error"):
             text = f"{RESUMED}\n\n{text}"
         await self._publish(turn.msg, turn.turn_id, text, kind)
@@ -272,6 +292,14 @@ def user_message(msg: Inbound) -> Message:
                 for p in msg.images]
     return Message("user", content or [{"type": "text", "text": "(empty message)"}], msg.time, msg.sender_id,
                    msg.message_id, "scheduled" if msg.scheduled else "chat")
+
+
+def scheduled_reply(text: str) -> str | None:
+    """What a scheduled turn sends: None when the answer is the no-op marker; the marker is never sent."""
+    if NOTHING_TO_SEND not in text:
+        return text
+    left = text.replace(NOTHING_TO_SEND, "").strip()
+    return left if any(ch.isalnum() for ch in left) else None
 
 
 def reply_to(msg: Inbound, turn_id: str, text: str, kind: OutKind) -> Outbound:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,9 +73,11 @@ class UsageLog:
         self._offset = 0
         self._day = ""
         self._today = Totals()
+        self.calls: Counter[str] = Counter()  # model calls per session since start (cron: was a call made?)
 
     def record(self, model: str, provider: str, usage: Usage, session: str = "", served_by: str = "") -> float | None:
         """Append one call; ``model`` is the configured name, ``served_by`` what the API said it used."""
+        self.calls[session] += 1
         price = price_for(model, self.llm.prices) or (price_for(served_by, self.llm.prices) if served_by else None)
         cost = cost_of(usage, price)
         line = {"time": round(time.time(), 3), "model": model, "provider": provider, "input": usage.input,
