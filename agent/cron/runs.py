@@ -105,6 +105,16 @@ class RunLog:
             self._save(states)
             return state
 
+    def mark_many(self, jobs: dict[str, dict[str, Any]]) -> None:
+        """``mark`` for several jobs in one write: ``{job: {field: value, ...}}``."""
+        if not jobs:
+            return
+        with self._lock:
+            states = self.states()
+            for job, changes in jobs.items():
+                states[job] = dataclasses.replace(states.get(job, JobState()), **changes)
+            self._save(states)
+
     def forget(self, job: str) -> None:
         """Drop a removed job's state (its runs stay in the log)."""
         with self._lock:

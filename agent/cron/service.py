@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from agent.config import Config, DeliverTo
 from agent.cron.expr import parse_at, slots_between, trigger_for, zone
 from agent.cron.jobs import Job, JobStore, default_target
 from agent.cron.local import job_prompt, scheduled_note
-from agent.cron.runs import Outcome, Run, RunLog
+from agent.cron.runs import JobState, Outcome, Run, RunLog
 from agent.errors import ReverieError
 from agent.service import AgentService
 from agent.usage import UsageLog
@@ -120,15 +121,24 @@ class CronService:
             return
         for name in set(self._known) - set(jobs):
             self._unschedule(name)
+        states, seen = self.log.states(), time.time()  # read once, and new jobs marked in one write
+        fresh: dict[str, dict[str, Any]] = {}
         for name, job in jobs.items():
             if self._known.get(name) == job and not startup:
                 continue
             self._unschedule(name)
+            state = states.get(name)
+            if state is not None and job.created and state.seen and job.created > state.seen:
+                state = None  # removed and added again under this name: a new job, a new state
+            if state is None or (state.last_slot is None and state.seen is None):
+                state = JobState(seen=seen)  # a new job: no catch-up for slots before now
+                fresh[name] = dataclasses.asdict(state)
             if job.spec.enabled:
                 try:
-                    self._schedule(job, startup)
+                    self._schedule(job, state, catch_up=startup)
                 except ReverieError as exc:
                     logger.error("cron job %s not scheduled: %s", name, exc)
+        self.log.mark_many(fresh)
         self._known = jobs
 
     def _unschedule(self, name: str) -> None:
@@ -136,16 +146,15 @@ class CronService:
         with contextlib.suppress(Exception):  # apscheduler's JobLookupError: not scheduled
             self.scheduler.remove_job(name)
 
-    def _schedule(self, job: Job, startup: bool) -> None:
+    def _schedule(self, job: Job, state: JobState, *, catch_up: bool) -> None:
+        """Add ``job`` to the scheduler; at start (``catch_up``), settle the slots that passed while down.
+
+        A job changed while reverie runs gets no catch-up: its new schedule starts now.
+        """
         assert self.scheduler is not None
-        spec, state = job.spec, self.log.states().get(job.spec.name)
-        if state is not None and job.created and state.seen and job.created > state.seen:
-            self.log.forget(spec.name)  # removed and added again under this name: a new job, a new state
-            state = None
+        spec = job.spec
         tz = zone(spec.timezone)
         now = datetime.now(tz)
-        if state is None or (state.last_slot is None and state.seen is None):
-            state = self.log.mark(spec.name, seen=time.time())  # a new job: no catch-up before now
         if spec.at is not None:
             self._schedule_once(job, parse_at(spec.at, tz), now, state.done)
             return
@@ -153,7 +162,7 @@ class CronService:
         anchor = after if spec.every is not None and state.last_slot else \
             datetime.fromtimestamp(job.created or state.seen or time.time(), tz)
         trigger = trigger_for(spec, anchor)
-        count, latest = slots_between(trigger, after, now)
+        count, latest = slots_between(trigger, after, now) if catch_up else (0, None)
         if latest is not None:
             self._catch_up(job, count, latest, now)
         self.scheduler.add_job(self._fire, trigger, args=[spec.name], id=spec.name, name=spec.name,
