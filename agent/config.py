@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from agent.presets import PRESETS
 
@@ -241,6 +241,12 @@ class MCPServer(Strict):
 class DeliverTo(Strict):
     channel: str
     chat: str
+    thread: str | None = None  # a forum topic or thread inside the chat
+
+    @property
+    def session_key(self) -> str:
+        """The chat's own conversation (as ``Inbound.session_key`` names it)."""
+        return f"{self.channel}:{self.chat}" + (f":{self.thread}" if self.thread else "")
 
     @field_validator("chat", mode="before")
     @classmethod
@@ -248,16 +254,26 @@ class DeliverTo(Strict):
         return str(value) if isinstance(value, int) else value
 
 
+MIN_EVERY, MAX_EVERY = 1.0, 315_360_000.0  # a cron job's `every`: one second to ten years
+
+
 class CronJob(Strict):
     name: str = Field(min_length=1)
     message: str = Field(min_length=1)
     schedule: str | None = None
-    every: float | None = Field(None, gt=0)
+    every: float | None = None  # seconds, MIN_EVERY to MAX_EVERY
     at: str | None = None
     timezone: str | None = None
     deliver_to: DeliverTo | None = None
     model: str | None = None
     enabled: bool = True
+
+    @field_validator("every")
+    @classmethod
+    def _every_bounded(cls, value: float | None) -> float | None:
+        if value is not None and not MIN_EVERY <= value <= MAX_EVERY:  # also refuses nan and inf
+            raise ValueError(f"every must be a number of seconds from {MIN_EVERY:.0f} to {MAX_EVERY:.0f} (10 years)")
+        return value
 
     @model_validator(mode="after")
     def _one_trigger(self) -> CronJob:
@@ -311,6 +327,33 @@ class Config(Strict):
                 raise ValueError(f"two channels are named {label!r}; give each one its own name (e.g. name: "
                                  f"{label}-2)")
         return self
+
+    @field_validator("cron_jobs")
+    @classmethod
+    def _cron_jobs(cls, jobs: list[CronJob], info: ValidationInfo) -> list[CronJob]:
+        """Each job's schedule, time zone and channel, and unique names: refused at load, not at run time."""
+        if not jobs:
+            return jobs  # apscheduler is imported only for configs that have jobs
+        from datetime import datetime
+
+        from agent.cron.expr import trigger_for
+        from agent.errors import ReverieError
+
+        names = [job.name for job in jobs]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"two cron_jobs are named {twice!r}; give each job its own name")
+        labels = [ch.label for ch in info.data.get("channels", [])]
+        now = datetime.now().astimezone()
+        for job in jobs:
+            try:
+                trigger_for(job, now)
+            except ReverieError as exc:
+                raise ValueError(str(exc).rstrip(".")) from None
+            if labels and job.deliver_to is not None and job.deliver_to.channel not in labels:
+                raise ValueError(f"Cron job {job.name!r}: deliver_to.channel {job.deliver_to.channel!r} is not a "
+                                 f"configured channel; use one of: {', '.join(labels)}")
+        return jobs
 
     @model_validator(mode="after")
     def _unique_mcp_names(self) -> Config:

@@ -40,7 +40,7 @@ class Delivery:
             if out.kind in SENT:
                 self.submit(self.journal.intent(out), out)
             elif out.kind in ("nothing", "failed"):  # a scheduled turn that ends without a message
-                self.journal.intent(out)
+                self.journal.finished(out.turn_id or "")
                 self._tell(out, out.kind, None)
 
     def submit(self, iid: str, out: Outbound) -> None:

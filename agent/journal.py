@@ -25,7 +25,7 @@ from typing import Any
 from agent.bus import Inbound, Outbound
 
 logger = logging.getLogger(__name__)
-FINAL = ("reply", "error", "nothing", "failed")
+FINAL = ("reply", "error")
 DELAYED = "(Delayed: "  # how every reply that is late because of a restart begins
 
 
@@ -60,6 +60,12 @@ class Journal:
                 self._turns.pop(out.turn_id, None)
         return iid
 
+    def finished(self, turn_id: str) -> None:
+        """A turn that ended without anything to send (a scheduled turn: nothing to send, or failed)."""
+        self._write({"op": "done", "turn": turn_id})
+        if self._turns is not None:
+            self._turns.pop(turn_id, None)
+
     def receipt(self, iid: str, platform_id: str | None) -> None:
         self._write({"op": "receipt", "id": iid, "platform_id": platform_id})
         self._closed(iid)
@@ -92,6 +98,8 @@ class Journal:
                 out = record["out"]
                 if out.get("kind") in FINAL and out.get("turn_id"):
                     turns.pop(out["turn_id"], None)
+            elif op == "done":
+                turns.pop(str(record.get("turn")), None)
             elif op in ("receipt", "abandoned"):
                 intents.pop(record["id"], None)
         self._rewrite([*turns.values(), *intents.values()])

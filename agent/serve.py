@@ -57,7 +57,7 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
     service = asyncio.create_task(runtime.service.run(), name="agent service")
     background.append(asyncio.create_task(runtime.subagents.run(), name="subagent reports"))
     if daemon.cron is not None:  # before the resumed turns: it waits for the scheduled ones among them
-        await daemon.cron.start([msg for _, msg in pending.turns])
+        await daemon.cron.start([msg for _, msg in pending.turns], [out for _, out in pending.intents])
     for turn_id, msg in pending.turns:
         runtime.service.dispatch(msg, resume=turn_id)
     runtime.subagents.resume(runtime.service.dispatch)  # after people's turns: theirs were promised first

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sessions import Session, SessionStore
 logger = logging.getLogger(__name__)
 RESUMED = f"{DELAYED}reverie restarted while answering this.)"
 NOTHING_TO_SEND = "[nothing to send]"  # a scheduled turn's answer when nothing is worth sending now
+_MARKER = re.compile(r"\[\s*nothing to send\s*\]", re.IGNORECASE)
 HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk), /usage shows today's "
         "token use and cost, /stop cancels the running answer, /help shows this.")
 
@@ -273,6 +275,9 @@ class AgentService:
             text, kind = (reply, kind) if reply is not None else ("", "nothing")
         elif turn.msg.scheduled and kind == "error":
             kind = "failed"  # cron retries it, or tells the chat itself
+        elif turn.msg.scheduled and kind == "notice":  # e.g. a compaction: internal to the job
+            logger.info("scheduled turn %s: %s", turn.msg.session_key, text)
+            return
         if turn.delayed and kind in ("reply", "error"):
             text = f"{RESUMED}\n\n{text}"
         await self._publish(turn.msg, turn.turn_id, text, kind)
@@ -295,10 +300,11 @@ def user_message(msg: Inbound) -> Message:
 
 
 def scheduled_reply(text: str) -> str | None:
-    """What a scheduled turn sends: None when the answer is the no-op marker; the marker is never sent."""
-    if NOTHING_TO_SEND not in text:
-        return text
-    left = text.replace(NOTHING_TO_SEND, "").strip()
+    """What a scheduled turn sends: None when the answer is the no-op marker (any case, brackets or not);
+    the marker is never sent."""
+    if " ".join(re.sub(r"[^\w\s]", " ", text).lower().split()) == "nothing to send":
+        return None
+    left = _MARKER.sub("", text).strip()
     return left if any(ch.isalnum() for ch in left) else None
 
 

@@ -7,7 +7,7 @@
     reverie cron run morning             # now: through the daemon when it runs (delivered), else here
     reverie cron log morning -n 5
 
-CLI jobs live in ``<workspace>/cron/jobs.yaml``; a running daemon picks changes up within 5 s.
+CLI jobs live in ``<workspace>/cron/jobs.yaml``; a running daemon picks changes up within 2 seconds.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run_cron(args: argparse.Namespace) -> int:
     if action == "list":
         return list_jobs(config, store)
     if action == "log":
-        return log(config, name, args.limit)
+        return log(config, store, name, args.limit)
     if action == "run":
         return run(config, config_path, store, str(name))
     assert name
@@ -64,7 +64,10 @@ def run_cron(args: argparse.Namespace) -> int:
         job = store.remove(name)
         print(f"Removed cron job {escape(name)!r} ({escape(expr.describe(job.spec))}).")
     else:
-        job = store.set_enabled(name, action == "enable")
+        job, changed = store.set_enabled(name, action == "enable")
+        if not changed:
+            print(f"Cron job {escape(name)!r} is already {action}d.")
+            return 0
         print(f"{'Enabled' if job.spec.enabled else 'Disabled'} cron job {escape(name)!r}.")
     _daemon_note(config.workspace_path)
     return 0
@@ -90,6 +93,8 @@ def build_spec(config: Config, args: argparse.Namespace) -> CronJob:
         raise ConfigError("Give the job a name: reverie cron add --name NAME --message TEXT --cron EXPR.")
     if not args.message or not args.message.strip():
         raise ConfigError("Give the job a message: --message TEXT (what the agent is asked when it fires).")
+    if args.model is not None and not args.model.strip():
+        raise ConfigError("--model is empty: give a model name, or leave --model out to use llm.model.")
     given = [flag for flag, value in (("--cron", args.cron), ("--every", args.every), ("--at", args.at))
              if value is not None]
     if len(given) != 1:
@@ -106,7 +111,8 @@ def build_spec(config: Config, args: argparse.Namespace) -> CronJob:
         return CronJob(name=args.name, message=args.message, schedule=args.cron, every=args.every, at=at,
                        timezone=args.tz, deliver_to=target, model=args.model, enabled=not args.disabled)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
         raise ConfigError(f"Invalid cron job: {problems}.") from None
 
 
@@ -126,14 +132,14 @@ def list_jobs(config: Config, store: JobStore) -> int:
         print(f"{escape(spec.name)}  ({job.source}, {'enabled' if spec.enabled else 'disabled'})")
         print(f"  trigger   {escape(expr.describe(spec))}")
         print(f"  deliver   {escape(target)}")
-        print(f"  next run  {next_run(job, state, now, tz)}")
+        print(f"  next run  {next_run(job, state, now, tz, config.cron.catch_up_window)}")
         print(f"  last run  {last_run(state, tz)}")
     for problem in store.problems:
         print(f"reverie: {escape(problem)}", file=sys.stderr)
     return 0
 
 
-def next_run(job: Job, state: JobState | None, now: datetime, tz: tzinfo) -> str:
+def next_run(job: Job, state: JobState | None, now: datetime, tz: tzinfo, window: float) -> str:
     if state is not None and state.done:
         return "done"
     if not job.spec.enabled:
@@ -143,9 +149,14 @@ def next_run(job: Job, state: JobState | None, now: datetime, tz: tzinfo) -> str
         stamp = next((t for t in (state and state.last_slot, job.created, state and state.seen) if t), None)
         anchor = datetime.fromtimestamp(stamp, tz) if stamp else now
     when = expr.next_fire(expr.trigger_for(job.spec, anchor), now)
-    if when is None:
-        return "overdue: runs at the next start if within the catch-up window" if job.spec.at else "none"
-    return fmt(when, tz)
+    if when is not None:
+        return fmt(when, tz)
+    if not job.spec.at:
+        return "none"
+    due = expr.parse_at(job.spec.at, tz)
+    if (now - due).total_seconds() > window:
+        return f"missed (due {fmt(due, tz)}, beyond cron.catch_up_window)"
+    return f"runs at the next start (due {fmt(due, tz)}, within cron.catch_up_window)"
 
 
 def last_run(state: JobState | None, tz: tzinfo) -> str:
@@ -157,10 +168,14 @@ def last_run(state: JobState | None, tz: tzinfo) -> str:
     return f"{text}, {state.last_outcome or 'unknown'}" + (" (done)" if state.done else "")
 
 
-def log(config: Config, name: str | None, limit: int) -> int:
+def log(config: Config, store: JobStore, name: str | None, limit: int) -> int:
     if limit < 1:
         raise ConfigError(f"`reverie cron log -n N` needs N to be at least 1 (got {limit}).")
     runs = RunLog(config.workspace_path / "cron").runs(name, limit)
+    if not runs and name is not None:
+        jobs = store.load()
+        if name not in jobs:
+            raise unknown(name, jobs)
     if not runs:
         print("No runs yet.")
     for r in runs:
@@ -178,19 +193,30 @@ def log(config: Config, name: str | None, limit: int) -> int:
 def run(config: Config, config_path: Path | None, store: JobStore, name: str) -> int:
     jobs = store.load()
     if name not in jobs:
-        listed = ", ".join(jobs) or "none yet"
-        raise ConfigError(f"No cron job named {escape(name)!r}. Known jobs: {escape(listed)} (see reverie cron list).")
+        raise unknown(name, jobs)
     workspace = config.workspace_path
     if running_pid(workspace):
         result = request_run(workspace, name, config.agent.turn_timeout + 60)
         return report(result)
-    from agent.cron.local import run_without_daemon
+    from agent.cron.local import NOTHING_SENT, run_without_daemon
 
     result, reply = asyncio.run(run_without_daemon(config, config_path, name))
+    if result.outcome != "ok":
+        error = reply.strip() or result.detail or "no answer"
+        print(f"reverie: job {escape(name)!r} failed: {escape(error)}", file=sys.stderr)
+        return 1
+    if result.detail == NOTHING_SENT:
+        print("The agent had nothing to send.")
+        return 0
     print(escape(reply))
     print("(Not delivered to the chat: the daemon is not running. Start it with `reverie start`.)",
           file=sys.stderr)
-    return 0 if result.outcome == "ok" else 1
+    return 0
+
+
+def unknown(name: str, jobs: dict[str, Job]) -> ConfigError:
+    listed = ", ".join(jobs) or "none yet"
+    return ConfigError(f"No cron job named {escape(name)!r}. Known jobs: {escape(listed)} (see reverie cron list).")
 
 
 def request_run(workspace: Path, name: str, timeout: float) -> Run:
@@ -252,7 +278,7 @@ def _where(target: DeliverTo) -> str:
 def _daemon_note(workspace: Path) -> None:
     pid = running_pid(workspace)
     if pid:
-        print(f"The running daemon{f' (pid {pid})' if pid > 0 else ''} picks this up within 5 s.")
+        print(f"The running daemon{f' (pid {pid})' if pid > 0 else ''} picks this up within 2 seconds.")
     else:
         print("It takes effect once the daemon runs (`reverie start`).")
 

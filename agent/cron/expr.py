@@ -207,10 +207,15 @@ def _render_days(days: set[int]) -> str:
 
 def interval_trigger(seconds: float, tz: tzinfo, anchor: datetime) -> IntervalTrigger:
     """Fires at ``anchor + k * seconds`` for k >= 1 (the anchor is the last slot or the creation time)."""
+    if seconds != seconds:
+        raise ConfigError("every: not a number; give a number of seconds.")
     if seconds < 1:
         raise ConfigError(f"every: {seconds:g} s is too short; use at least 1 second.")
-    step = timedelta(seconds=seconds)
-    return IntervalTrigger(seconds=seconds, start_date=(_utc(anchor) + step).astimezone(tz), timezone=tz)
+    try:
+        step = timedelta(seconds=seconds)
+        return IntervalTrigger(seconds=seconds, start_date=(_utc(anchor) + step).astimezone(tz), timezone=tz)
+    except (OverflowError, ValueError):  # inf, 1e30, or past the year 9999
+        raise ConfigError(f"every: {seconds:g} s is too long; use at most 315360000 seconds (10 years).") from None
 
 
 def parse_at(text: str, tz: tzinfo) -> datetime:
@@ -316,8 +321,8 @@ def describe(job: CronJob) -> str:
     if job.schedule is not None:
         return f'cron "{job.schedule}" ({where})'
     if job.every is not None:
-        seconds = float(job.every)
-        return f"every {int(seconds) if seconds.is_integer() else seconds} s"
+        seconds = job.every
+        return f"every {int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds} s"
     try:
         when = parse_at(job.at or "", zone(job.timezone)).astimezone(zone(job.timezone))
     except ConfigError:

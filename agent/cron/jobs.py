@@ -3,7 +3,7 @@
     store = JobStore(workspace, config.cron_jobs, config_path)
     jobs = store.load()                  # name -> Job, config jobs first; bad file entries in store.problems
     store.add(CronJob(name="tea", message="Tea is ready", at="2026-11-23T17:00"))
-    store.set_enabled("tea", False)
+    store.set_enabled("tea", False)      # (job, changed): False when it already was
     store.remove("tea")
     if store.changed(): jobs = store.load()   # one stat: the daemon polls this
 
@@ -70,6 +70,7 @@ class JobStore:
         """Every job by name: config jobs, then file jobs, in order. A bad config job raises ConfigError;
         a bad file entry is skipped, logged once and listed in ``self.problems``."""
         now = datetime.now().astimezone()
+        entries, self._stamp, problem = self._read()  # first: a bad config job must not leave changed() True
         jobs: dict[str, Job] = {}
         for i, spec in enumerate(self.config_jobs):
             where = f"cron_jobs[{i}] ({spec.name})"
@@ -81,7 +82,6 @@ class JobStore:
                 raise ConfigError(f"{where}: {exc}") from None
             jobs[spec.name] = Job(spec, "config", None)
         problems: list[str] = []
-        entries, self._stamp, problem = self._read()
         if problem:
             problems.append(problem)
         for i, entry in enumerate(entries):
@@ -109,8 +109,8 @@ class JobStore:
         except ValidationError as exc:
             problems.append(f"{where}: {_short(exc)}; skipped")
             return None
-        except ConfigError as exc:
-            problems.append(f"{where}: {exc}; skipped")
+        except Exception as exc:  # ConfigError, or anything odd in a damaged entry: never fatal
+            problems.append(f"{where}: {_first_line(exc).rstrip('.')}; skipped")
             return None
         if stored.name in jobs:
             other = "the config file" if jobs[stored.name].source == "config" else "an earlier entry"
@@ -173,20 +173,24 @@ class JobStore:
         self._edit(change)
         return found[0]
 
-    def set_enabled(self, name: str, enabled: bool) -> Job:
-        """Enable or disable a file job; the changed job."""
+    def set_enabled(self, name: str, enabled: bool) -> tuple[Job, bool]:
+        """Enable or disable a file job: the job, and whether it changed (the file is left alone if not)."""
         self._refuse_config(name, "enable" if enabled else "disable")
         found: list[Job] = []
 
-        def change(entries: list[Any]) -> None:
+        def change(entries: list[Any]) -> bool:
             job = self._pick(entries, name)[0]
+            if job.spec.enabled is enabled:
+                found.append(job)
+                return False
             for entry in entries:
                 if _name(entry) == name:
                     entry["enabled"] = enabled
             found.append(Job(job.spec.model_copy(update={"enabled": enabled}), job.source, job.created))
+            return True
 
-        self._edit(change)
-        return found[0]
+        changed = self._edit(change)
+        return found[0], changed
 
     def _pick(self, entries: list[Any], name: str) -> list[Job]:
         """The job ``name`` among the raw ``entries``; ConfigError listing the known names if none."""
@@ -195,7 +199,7 @@ class JobStore:
                 try:
                     stored = StoredJob.model_validate(entry)
                 except ValidationError:  # a damaged entry can still be removed
-                    return [Job(CronJob.model_construct(**entry), "cli", None)]
+                    return [Job(CronJob.model_construct(**{str(k): v for k, v in entry.items()}), "cli", None)]
                 return [Job(stored, stored.source, stored.created)]
         known = [j.name for j in self.config_jobs] + [n for n in map(_name, entries) if n]
         listed = ", ".join(known) if known else "none yet"
@@ -210,14 +214,17 @@ class JobStore:
                               f"change it: edit or delete it there (enabled: true/false), then restart the daemon "
                               f"if it runs.")
 
-    def _edit(self, change: Callable[[list[Any]], None]) -> None:
-        """Apply ``change`` to the entries under the lock, then write them atomically."""
+    def _edit(self, change: Callable[[list[Any]], bool | None]) -> bool:
+        """Apply ``change`` to the entries under the lock, then write them atomically, unless ``change``
+        returned False (nothing to change); whether the file was written."""
         with self._locked():
             entries, _, problem = self._read()
             if problem:
                 raise ConfigError(f"{problem}. Fix or move the file, then try again.")
-            change(entries)
+            if change(entries) is False:
+                return False
             _write_atomic(self.path, yaml.safe_dump(entries, sort_keys=False, allow_unicode=True))
+            return True
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -267,9 +274,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _check_name(name: str) -> None:
-    if name != name.strip() or any(not c.isprintable() for c in name) or "/" in name or len(name) > 100:
+    if (name != name.strip() or any(not c.isprintable() for c in name) or "/" in name or len(name) > 100
+            or name.startswith("-")):
         raise ConfigError(f"Invalid cron job name {name!r}: use up to 100 printable characters, no '/', "
-                          "no leading or trailing spaces.")
+                          "no leading or trailing spaces, and no '-' first.")
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -286,7 +294,8 @@ def _name(entry: Any) -> str | None:
 
 
 def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg'].removeprefix('Value error, ').rstrip('.')}"
+                     for e in exc.errors())
 
 
 def _first_line(exc: BaseException) -> str:

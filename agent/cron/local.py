@@ -1,7 +1,7 @@
 """A job's turn by hand and the texts of a run: ``reverie cron run NAME`` without a daemon, the job's
 prompt, and the note that tells a chat's session what a job sent it.
 
-    run, reply = await run_without_daemon(config, config_path, "morning")
+    run, reply = await run_without_daemon(config, config_path, "morning")   # recorded, and in the job's state
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from agent.cron.jobs import Job, JobStore, default_target
 from agent.cron.runs import Run, RunLog
 from agent.service import NOTHING_TO_SEND
 from agent.types import Message
+
+NOTHING_SENT = "nothing to send"  # a run's detail when the agent answered NOTHING_TO_SEND
 
 
 def job_prompt(job: Job, target: DeliverTo, slot: datetime | None) -> str:
@@ -45,6 +47,9 @@ async def run_without_daemon(config: Config, config_path: Path | None, name: str
     target = job.spec.deliver_to or default_target(config) or DeliverTo(channel="terminal", chat="cron")
     start = time.time()
     mid = f"cron:{name}:{datetime.now().isoformat(timespec='seconds')}:by-hand"
+    session = runtime.service.sessions.get(f"cron:{name}")
+    if len(session.messages) > session.upto:  # a fresh context, as the daemon gives each run
+        session.compact("", len(session.messages))
     async with runtime.running():
         await runtime.bus.publish_inbound(Inbound(target.channel, target.chat, "cron", job_prompt(job, target, None),
                                                   message_id=mid, scheduled=True, scope=f"cron:{name}"))
@@ -53,8 +58,11 @@ async def run_without_daemon(config: Config, config_path: Path | None, name: str
             out = await queue.get()
             if out.reply_to == mid and out.kind in ("reply", "nothing", "failed"):
                 break
-    detail = "nothing to send" if out.kind == "nothing" else "not delivered: reverie start was not running"
+    detail = NOTHING_SENT if out.kind == "nothing" else "not delivered: reverie start was not running"
     run = Run(name, None, start, time.time(), "error" if out.kind == "failed" else "ok", None,
               out.text[:300] if out.kind == "failed" else detail)
-    RunLog(config.workspace_path / "cron").record(run)
+    log = RunLog(config.workspace_path / "cron")
+    log.record(run)
+    # like a scheduled run, but no last_slot: running by hand never stands for a slot
+    log.mark(name, last_start=run.start, last_end=run.end, last_outcome=run.outcome)
     return run, out.text

@@ -47,6 +47,7 @@ class JobState:
     running: str | None = None  # the message id of a run that started and has not ended
     done: bool = False  # a one-shot job that ran or was missed: it never fires again
     seen: float | None = None  # when the scheduler first saw the job (no catch-up before that)
+    fingerprint: str | None = None  # the schedule it was seen with: a changed schedule starts afresh
 
 
 class RunLog:
@@ -92,9 +93,13 @@ class RunLog:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"The cron state file {self.state_path} is unreadable ({exc}). Move it away: "
                               "jobs then start fresh, without catch-up runs.") from exc
+        jobs = data.get("jobs", {}) if isinstance(data, dict) else None
+        if not isinstance(jobs, dict):
+            raise ConfigError(f"The cron state file {self.state_path} is not what reverie wrote. Move it away: "
+                              "jobs then start fresh, without catch-up runs.")
         fields = {f.name for f in dataclasses.fields(JobState)}
-        return {name: JobState(**{k: v for k, v in value.items() if k in fields})
-                for name, value in dict(data.get("jobs", {})).items() if isinstance(value, dict)}
+        return {str(name): JobState(**{k: v for k, v in value.items() if k in fields})
+                for name, value in jobs.items() if isinstance(value, dict)}
 
     def mark(self, job: str, **changes: Any) -> JobState:
         """Change some of ``job``'s state fields and save the whole state atomically; the new state."""

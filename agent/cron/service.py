@@ -1,14 +1,17 @@
 """The scheduler inside ``reverie start``: every job fires once per slot, never twice, never silently not.
 
-    cron = CronService(config, gateway.publish, runtime.service, runtime.usage, delivery)
-    await cron.start(pending)      # catch-up, then APScheduler 3.x AsyncIOScheduler on this loop
+    cron = CronService(config, gateway.publish, runtime.service, runtime.usage)
+    delivery.observers.append(cron.observe)
+    await cron.start(pending_turns, unsent_replies)   # adopt, catch up, then APScheduler 3.x on this loop
     ...
-    await cron.stop()
+    cron.stop()                    # no new runs
+    await cron.finish(1.0)         # after the drain: record the runs that ended
 
 A run puts the job's message on the bus as a scheduled ``Inbound`` through the gateway, so it is
 journaled (a run cut by a crash is finished by the next start, once) and deduplicated by its message
-id ``cron:<job>:<slot>`` (the same slot can never start two turns). The turn runs in the job's own
-session ``cron:<job>``; its answer goes to the job's chat through the normal delivery path. When the
+id ``cron:<job>:<slot>`` (the same slot can never start two turns). The turn runs in the session
+``cron:<job>`` with an empty context (earlier runs stay in the file); its answer goes to the job's chat
+through the normal delivery path (``agent/cron/running.py``). When the
 platform confirms it, the text is added to that chat's session as a scheduled message, so a later
 "what did you send me this morning?" can be answered. An answer of ``[nothing to send]`` sends nothing.
 
@@ -28,17 +31,17 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.bus import Inbound, Outbound
-from agent.config import Config, DeliverTo
+from agent.config import Config
 from agent.cron.expr import parse_at, slots_between, trigger_for, zone
 from agent.cron.jobs import Job, JobStore, default_target
-from agent.cron.local import job_prompt, scheduled_note
-from agent.cron.runs import JobState, Outcome, Run, RunLog
+from agent.cron.running import Publish, Runs
+from agent.cron.runs import JobState, Run, RunLog
 from agent.errors import ReverieError
 from agent.service import AgentService
 from agent.usage import UsageLog
@@ -48,15 +51,13 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 logger = logging.getLogger(__name__)
-UNCONFIRMED = 600.0  # seconds after the turn's own limit to wait for the platform's confirmation
-POLL = 2.0  # seconds between looks at jobs.yaml and at `reverie cron run` requests (the issue allows 5)
-Publish = Callable[[Inbound], Awaitable[Any]]
-Ending = tuple[str, str | None, Outbound]  # (sent | abandoned | nothing, the platform's id, what went out)
+POLL = 2.0  # seconds between looks at jobs.yaml and `reverie cron run` requests (the issue allows 5)
 
 
-class CronService:
+class CronService(Runs):
     def __init__(self, config: Config, publish: Publish, service: AgentService, usage: UsageLog, *,
                  config_path: Path | None = None, retry_delay: float = 60.0) -> None:
+        super().__init__()
         self.config, self.publish, self.service, self.usage = config, publish, service, usage
         workspace = config.workspace_path
         self.jobs = JobStore(workspace, config.cron_jobs, config_path)
@@ -66,15 +67,13 @@ class CronService:
         self.default = default_target(config)
         self.scheduler: AsyncIOScheduler | None = None
         self._known: dict[str, Job] = {}
-        self._active: set[str] = set()  # jobs with a run going on
         self._slots: dict[str, datetime] = {}  # job -> the slot APScheduler just submitted
-        self._waiting: dict[str, asyncio.Future[Ending]] = {}  # message id -> how its answer ended
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self, pending: Iterable[Inbound] = ()) -> None:
-        """Settle runs a restart cut, catch up, schedule every job, and watch for changes."""
+    async def start(self, pending: Iterable[Inbound] = (), unsent: Iterable[Outbound] = ()) -> None:
+        """Adopt runs a restart cut (``pending`` turns and ``unsent`` replies from the journal), catch
+        up, schedule every job, and watch for changes."""
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -83,9 +82,14 @@ class CronService:
         self.scheduler.add_listener(self._overlapped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
         self.scheduler.start()
-        self._interrupted({m.message_id for m in pending if m.scheduled and m.message_id})
+        ids = {m.message_id for m in pending if m.scheduled and m.message_id}
+        ids |= {o.reply_to for o in unsent if o.reply_to and o.reply_to.startswith("cron:")}
+        try:
+            self.adopt(self.jobs.load(), ids)
+        except ReverieError as exc:
+            logger.error("cron jobs not loaded: %s", exc)
         self._reconcile(startup=True)
-        self._spawn(self._poll(), "cron poll")
+        self.spawn(self._poll(), "cron poll")
 
     def stop(self) -> None:
         """No new runs from now on; runs in progress go on (their turns are journaled and drained)."""
@@ -103,16 +107,14 @@ class CronService:
                 task.cancel()  # recorded at the next start, from the state and the journal
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def observe(self, out: Outbound, status: str, platform_id: str | None) -> None:
-        """A ``Delivery`` observer: how the answer to one of our runs ended."""
-        future = self._waiting.get(out.reply_to or "")
-        if future is not None and not future.done() and out.kind in ("reply", "error", "nothing", "failed"):
-            future.set_result((status, platform_id, out))
-
     # --- scheduling ------------------------------------------------------------------------------------
 
     def _reconcile(self, *, startup: bool = False) -> None:
-        """Make the scheduler match the jobs: new ones added, changed ones replaced, removed ones gone."""
+        """Make the scheduler match the jobs: new ones added, changed ones replaced, removed ones gone.
+
+        A job whose schedule changed (or that was disabled or enabled) starts afresh: no catch-up for
+        slots of its old schedule. The state is read once and written once, whatever the number of jobs.
+        """
         assert self.scheduler is not None
         try:
             jobs = self.jobs.load()
@@ -121,24 +123,24 @@ class CronService:
             return
         for name in set(self._known) - set(jobs):
             self._unschedule(name)
-        states, seen = self.log.states(), time.time()  # read once, and new jobs marked in one write
-        fresh: dict[str, dict[str, Any]] = {}
+        states, now = self.log.states(), time.time()
+        updates: dict[str, dict[str, Any]] = {}
         for name, job in jobs.items():
             if self._known.get(name) == job and not startup:
                 continue
             self._unschedule(name)
-            state = states.get(name)
-            if state is not None and job.created and state.seen and job.created > state.seen:
-                state = None  # removed and added again under this name: a new job, a new state
-            if state is None or (state.last_slot is None and state.seen is None):
-                state = JobState(seen=seen)  # a new job: no catch-up for slots before now
-                fresh[name] = dataclasses.asdict(state)
+            state, mark = states.get(name), fingerprint(job)
+            if state is None or _renewed(state, job, mark):
+                state = JobState(seen=now, fingerprint=mark)  # no catch-up for slots before now
+                updates[name] = dataclasses.asdict(state)
+            elif state.fingerprint is None:
+                updates[name] = {"fingerprint": mark}
             if job.spec.enabled:
                 try:
                     self._schedule(job, state, catch_up=startup)
                 except ReverieError as exc:
                     logger.error("cron job %s not scheduled: %s", name, exc)
-        self.log.mark_many(fresh)
+        self.log.mark_many(updates)
         self._known = jobs
 
     def _unschedule(self, name: str) -> None:
@@ -147,16 +149,13 @@ class CronService:
             self.scheduler.remove_job(name)
 
     def _schedule(self, job: Job, state: JobState, *, catch_up: bool) -> None:
-        """Add ``job`` to the scheduler; at start (``catch_up``), settle the slots that passed while down.
-
-        A job changed while reverie runs gets no catch-up: its new schedule starts now.
-        """
+        """Add ``job`` to the scheduler; at start (``catch_up``), settle the slots that passed while down."""
         assert self.scheduler is not None
         spec = job.spec
         tz = zone(spec.timezone)
         now = datetime.now(tz)
         if spec.at is not None:
-            self._schedule_once(job, parse_at(spec.at, tz), now, state.done)
+            self._schedule_once(job, parse_at(spec.at, tz), now, state)
             return
         after = datetime.fromtimestamp(state.last_slot or state.seen or time.time(), tz)
         anchor = after if spec.every is not None and state.last_slot else \
@@ -169,16 +168,16 @@ class CronService:
                                replace_existing=True, coalesce=True, max_instances=1,
                                misfire_grace_time=max(1, int(self.window)))
 
-    def _schedule_once(self, job: Job, when: datetime, now: datetime, done: bool) -> None:
+    def _schedule_once(self, job: Job, when: datetime, now: datetime, state: JobState) -> None:
         assert self.scheduler is not None
         name = job.spec.name
-        if done:
-            return
+        if state.done or state.running or (state.last_slot or 0) >= when.timestamp():
+            return  # ran, or is being finished by the journal
         if when.timestamp() > now.timestamp():  # as instants: same-zone datetimes compare by wall clock
             self.scheduler.add_job(self._fire, "date", run_date=when, args=[name], id=name, name=name,
                                    replace_existing=True, misfire_grace_time=max(1, int(self.window)))
         elif now.timestamp() - when.timestamp() <= self.window:
-            self._spawn(self.run(job, when), f"cron {name}")  # came due while reverie was down: once, now
+            self.spawn(self.run(job, when), f"cron {name}")  # came due while reverie was down: once, now
         else:
             self.log.record(Run(name, when.timestamp(), None, None, "missed",
                                 detail="came due while reverie was down, longer ago than cron.catch_up_window"))
@@ -195,14 +194,25 @@ class CronService:
                                        + ("; the latest one runs now" if recent else "")))
             self.log.mark(name, last_slot=latest.timestamp(), last_outcome="missed")
         if recent:
-            self._spawn(self.run(job, latest), f"cron {name}")
+            self.spawn(self.run(job, latest), f"cron {name}")
 
     # --- APScheduler callbacks (on the event loop) ----------------------------------------------------
 
     def _submitted(self, event: JobEvent) -> None:
         times = getattr(event, "scheduled_run_times", None) or []
-        if times:
-            self._slots[event.job_id] = times[-1]
+        if not times:
+            return
+        self._slots[event.job_id] = times[-1]
+        # Slots APScheduler folded into this one (the machine slept, or the loop was blocked): recorded.
+        state, job = self.log.states().get(event.job_id), self.scheduler and self.scheduler.get_job(event.job_id)
+        if state is None or not state.last_slot or job is None:
+            return
+        count, _ = slots_between(job.trigger, datetime.fromtimestamp(state.last_slot, UTC),
+                                 times[-1] - timedelta(microseconds=1))
+        if count:
+            self.log.record(Run(event.job_id, times[0].timestamp(), None, None, "missed",
+                                detail=f"{count} slot{'s' if count != 1 else ''} passed while reverie was asleep or "
+                                       "busy; the latest one runs now"))
 
     def _overlapped(self, event: JobEvent) -> None:
         times = getattr(event, "scheduled_run_times", None) or [None]
@@ -216,112 +226,20 @@ class CronService:
         stamp = slot.timestamp() if slot else None
         self.log.record(Run(event.job_id, stamp, None, None, "missed",
                             detail="reverie was busy or asleep past cron.catch_up_window"))
+        job = self._known.get(event.job_id)
+        changes: dict[str, Any] = {"last_outcome": "missed", "done": bool(job and job.spec.at is not None)}
         if stamp is not None:
-            self.log.mark(event.job_id, last_slot=stamp, last_outcome="missed")
+            changes["last_slot"] = stamp
+        self.log.mark(event.job_id, **changes)
 
     async def _fire(self, name: str) -> None:
         """APScheduler's job: the run is our own task, so a stop can wait for it and then cancel it."""
         job = self._known.get(name)
         if job is not None:
             slot = self._slots.pop(name, None) or datetime.now(zone(job.spec.timezone))
-            task = self._spawn(self.run(job, slot), f"cron {name}")
+            task = self.spawn(self.run(job, slot), f"cron {name}")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(task)  # keeps max_instances honest: busy until the run ends
-
-    # --- a run -----------------------------------------------------------------------------------------
-
-    async def run(self, job: Job, slot: datetime | None, request: str | None = None) -> Run:
-        """Run ``job`` for ``slot`` (None: by hand) through the agent and its delivery; the run record."""
-        name = job.spec.name
-        if name in self._active:
-            run = Run(name, slot.timestamp() if slot else None, None, None, "skipped",
-                      detail="the previous run was still going", request=request)
-            self.log.record(run)
-            return run
-        self._active.add(name)
-        try:
-            return await self._execute(job, slot, request)
-        finally:
-            self._active.discard(name)
-
-    async def _execute(self, job: Job, slot: datetime | None, request: str | None) -> Run:
-        spec, start = job.spec, time.time()
-        target = spec.deliver_to or self.default
-        stamp = slot.timestamp() if slot else None
-        if target is None:
-            return self._finish(job, Run(spec.name, stamp, start, time.time(), "error", request=request,
-                                         detail="no chat to deliver to: set deliver_to, or owner.<platform>"))
-        mid = f"cron:{spec.name}:{(slot or datetime.now(zone(spec.timezone))).isoformat(timespec='seconds')}"
-        mid += f":{request}" if request else ""
-        changes: dict[str, Any] = {"last_start": start, "running": mid, "last_outcome": "running"}
-        if stamp is not None:
-            changes["last_slot"] = stamp
-        self.log.mark(spec.name, **changes)  # before publishing: a restart never repeats this slot
-        for attempt in (1, 2):
-            calls = self.usage.calls[f"cron:{spec.name}"]
-            status, platform_id, out = await self._ask(job, target, slot, mid)
-            if status != "failed" or self.usage.calls[f"cron:{spec.name}"] != calls or attempt == 2:
-                break
-            logger.warning("cron job %s failed before any model call (%s); retrying in %.0f s", spec.name,
-                           out.text[:200], self.retry_delay)
-            await asyncio.sleep(self.retry_delay)
-            mid += ":retry"
-        run = Run(spec.name, stamp, start, time.time(), _outcome(status, out), platform_id,
-                  _detail(status, out), request)
-        if status == "sent" and out.kind == "reply":
-            self.service.append_later(f"{target.channel}:{target.chat}", scheduled_note(spec.name, out.text))
-        elif status == "failed":  # nothing fires silently: the chat hears that its job could not run
-            await self.service.bus.publish_outbound(Outbound(
-                target.channel, target.chat, f"The scheduled job \"{spec.name}\" could not run: {out.text}",
-                "notice", reply_to=mid))
-        return self._finish(job, run)
-
-    async def _ask(self, job: Job, target: DeliverTo, slot: datetime | None, mid: str) -> Ending:
-        future: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
-        self._waiting[mid] = future
-        try:
-            await self.publish(Inbound(target.channel, target.chat, "cron", job_prompt(job, target, slot),
-                                       message_id=mid, scheduled=True, scope=f"cron:{job.spec.name}"))
-            limit = self.config.agent.turn_timeout + UNCONFIRMED
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), limit)
-            except TimeoutError:  # the platform is down: delivery keeps trying, the job can run again
-                late = Outbound(target.channel, target.chat, f"no delivery confirmed within {limit:.0f} s; "
-                                "it is still being retried", "error", reply_to=mid)
-                return "unconfirmed", None, late
-        finally:
-            self._waiting.pop(mid, None)
-
-    def _finish(self, job: Job, run: Run) -> Run:
-        self.log.record(run)
-        changes: dict[str, Any] = {"last_end": run.end, "last_outcome": run.outcome, "running": None}
-        if job.spec.at is not None and run.scheduled is not None:
-            changes["done"] = True  # a one-shot that came due: finished, whatever the outcome
-        self.log.mark(job.spec.name, **changes)
-        logger.info("cron job %s: %s%s", job.spec.name, run.outcome, f" ({run.detail})" if run.detail else "")
-        return run
-
-    def _interrupted(self, pending: set[str]) -> None:
-        """Runs a restart cut: the journal finishes those it holds (we wait for them); the rest are errors."""
-        for name, state in self.log.states().items():
-            if not state.running:
-                continue
-            if state.running in pending:  # registered now: the resumed turn may answer at once
-                future: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
-                self._waiting[state.running] = future
-                self._spawn(self._resumed(name, future), f"cron {name} resumed")
-            else:
-                self.log.record(Run(name, state.last_slot, state.last_start, None, "error",
-                                    detail="reverie stopped during this run, before it was recorded"))
-                self.log.mark(name, running=None, last_outcome="error")
-
-    async def _resumed(self, name: str, future: asyncio.Future[Ending]) -> None:
-        status, platform_id, out = await future
-        state = self.log.states().get(name)
-        self.log.record(Run(name, state.last_slot if state else None, state.last_start if state else None,
-                            time.time(), _outcome(status, out), platform_id,
-                            "finished after a restart" + (f": {_detail(status, out)}" if _detail(status, out) else "")))
-        self.log.mark(name, running=None, last_end=time.time(), last_outcome=_outcome(status, out))
 
     # --- changes from the CLI and the chat --------------------------------------------------------------
 
@@ -329,6 +247,10 @@ class CronService:
         while True:
             await asyncio.sleep(POLL)
             try:
+                if self.scheduler is not None:
+                    # The loop's timer counts monotonic time, which stops while the machine sleeps:
+                    # look at the wall clock now and then, so a job due during a sleep runs on waking.
+                    self.scheduler.wakeup()
                 if self.jobs.changed():
                     self._reconcile()
                 self._take_requests()
@@ -353,24 +275,19 @@ class CronService:
                 self.log.record(Run(str(data.get("job")), None, time.time(), time.time(), "error",
                                     detail="no such job", request=request))
                 continue
-            self._spawn(self.run(job, None, request), f"cron {job.spec.name} by hand")
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+            self.spawn(self.run(job, None, request), f"cron {job.spec.name} by hand")
 
 
-def _outcome(status: str, out: Outbound) -> Outcome:
-    if status in ("abandoned", "failed", "unconfirmed") or out.kind == "error":
-        return "error"
-    return "ok"
+def fingerprint(job: Job) -> str:
+    """What decides a job's slots; when it changes, the job starts afresh."""
+    spec = job.spec
+    return json.dumps([spec.schedule, spec.every, spec.at, spec.timezone, spec.enabled])
 
 
-def _detail(status: str, out: Outbound) -> str:
-    if status == "nothing":
-        return "nothing to send"
-    if status == "abandoned":
-        return "the chat platform refused the message"
-    return out.text[:300] if status in ("failed", "unconfirmed") or out.kind == "error" else ""
+def _renewed(state: JobState, job: Job, mark: str) -> bool:
+    """A state that belongs to an earlier job of this name, or to another schedule of it."""
+    if state.last_slot is None and state.seen is None:
+        return True
+    if job.created and state.seen and job.created > state.seen:
+        return True  # removed and added again under this name
+    return state.fingerprint is not None and state.fingerprint != mark

@@ -49,15 +49,21 @@ def register(store: JobStore, registry: ToolRegistry, config: Config) -> None:
             return _list(store, runs, target, ctx)
         if action == "remove":
             return _remove(store, target, ctx, name)
+        _limits(store, target, ctx, every)
         return _add(store, target, message, cron, every, at, timezone, name)
 
     registry.register(cron)
 
 
+MAX_JOBS_PER_CHAT = 10  # for people other than the owner
+MIN_EVERY = 60.0  # seconds; 300 for people other than the owner
+
+
 def _target(ctx: ToolContext, config: Config) -> DeliverTo:
     msg = ctx.inbound
-    if msg is not None and msg.channel not in ("terminal", "subagent") and not msg.scheduled:
-        return DeliverTo(channel=msg.channel, chat=msg.chat_id)
+    if msg is not None and msg.channel not in ("terminal", "subagent"):
+        # A scheduled turn (a job running) acts for the job's own chat, never for the owner's.
+        return DeliverTo(channel=msg.channel, chat=msg.chat_id, thread=msg.thread_id)
     target = default_target(config)
     if target is None:
         raise ToolError("There is no chat to deliver scheduled messages to: the owner needs a channel and "
@@ -65,9 +71,22 @@ def _target(ctx: ToolContext, config: Config) -> DeliverTo:
     return target
 
 
+def _owner(ctx: ToolContext) -> bool:
+    return ctx.inbound is None or ctx.inbound.is_owner or ctx.inbound.channel == "terminal"
+
+
 def _mine(job: Job, target: DeliverTo, ctx: ToolContext) -> bool:
-    owner = ctx.inbound is None or ctx.inbound.is_owner or ctx.inbound.channel == "terminal"
-    return owner or job.spec.deliver_to == target
+    return _owner(ctx) or job.spec.deliver_to == target
+
+
+def _limits(store: JobStore, target: DeliverTo, ctx: ToolContext, every: float | None) -> None:
+    """Someone other than the owner cannot make the agent work every few seconds on their behalf."""
+    owner = _owner(ctx)
+    least = MIN_EVERY if owner else 300.0
+    if every is not None and every < least:
+        raise ToolError(f"every must be at least {least:.0f} seconds.")
+    if not owner and sum(1 for job in store.load().values() if job.spec.deliver_to == target) >= MAX_JOBS_PER_CHAT:
+        raise ToolError(f"This chat already has {MAX_JOBS_PER_CHAT} scheduled jobs; remove one first.")
 
 
 def _add(store: JobStore, target: DeliverTo, message: str | None, cron: str | None, every: float | None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,39 @@ def test_openai_compatible_needs_base_url(tmp_path: Path) -> None:
 def test_cron_job_needs_exactly_one_trigger(tmp_path: Path) -> None:
     message = error_of(tmp_path, "cron_jobs:\n  - name: a\n    message: hi\n    every: 60\n    at: '2026-01-01T09:00'\n")
     assert "cron_jobs[0]: give exactly one of 'schedule'" in message
+
+
+def test_a_bad_cron_job_is_refused_at_load(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "cron_jobs: [{name: j, schedule: '0 9 * * 8', message: x}]\n")
+    assert "cron_jobs: Cron job 'j': Cron expression '0 9 * * 8': day-of-week 8 is out of range" in message
+    assert ".." not in message
+    assert "Unknown time zone 'Mars/Base'" in error_of(
+        tmp_path, "cron_jobs: [{name: j, every: 60, message: x, timezone: Mars/Base}]\n")
+    assert "'at' 'soon' is not an ISO 8601" in error_of(tmp_path, "cron_jobs: [{name: j, at: soon, message: x}]\n")
+
+
+def test_cron_job_names_are_unique(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "cron_jobs: [{name: x, every: 60, message: a}, {name: x, every: 90, message: b}]\n")
+    assert "cron_jobs: two cron_jobs are named 'x'; give each job its own name." in message
+
+
+@pytest.mark.parametrize("every", [".inf", "1e30", "0.5", ".nan", "315360001"])
+def test_cron_every_is_finite_and_bounded(tmp_path: Path, every: str) -> None:
+    message = error_of(tmp_path, f"cron_jobs: [{{name: j, every: {every}, message: x}}]\n")
+    assert "cron_jobs[0].every: every must be a number of seconds from 1 to 315360000 (10 years)" in message
+
+
+def test_cron_jobs_deliver_to_a_configured_channel(tmp_path: Path) -> None:
+    job = "cron_jobs: [{name: j, every: 60, message: x, deliver_to: {channel: tg, chat: '1'}}]\n"
+    message = error_of(tmp_path, "channels: [{type: telegram, token: t-token}]\n" + job)
+    assert "Cron job 'j': deliver_to.channel 'tg' is not a configured channel; use one of: telegram." in message
+    assert load_config(write(tmp_path, job), env={}, need_model=False).cron_jobs[0].name == "j"  # no channels yet
+
+
+def test_apscheduler_is_imported_only_for_configs_with_cron_jobs(tmp_path: Path) -> None:
+    plain = write(tmp_path, "workspace: /tmp/x\n")
+    code = ("import sys\nfrom agent.config_file import load_config\n"
+            f"load_config({str(plain)!r}, env={{}}, need_model=False)\n"
+            "assert not [m for m in sys.modules if m.startswith('apscheduler')], 'apscheduler imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from agent.cli import main
 from agent.cron.cli import NO_JOBS
 from agent.cron.runs import Run, RunLog
 from agent.lock import WorkspaceLock
+from tests.fakes.llm import Fail, FakeLLM, Turn
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=PARIS)  # a Monday
@@ -105,7 +107,7 @@ def test_add_says_a_running_daemon_picks_it_up(config: Path, workspace: Path, no
         assert cron(config, "add", "--name", "tea", "--message", "Tea", "--every", "60") == 0
     finally:
         lock.release()
-    assert "picks this up within 5 s" in capsys.readouterr().out
+    assert "picks this up within 2 seconds" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("args", "error"), [
@@ -116,6 +118,11 @@ def test_add_says_a_running_daemon_picks_it_up(config: Path, workspace: Path, no
     (["--at", "someday"], ""),
     (["--at", "2026-11-22T17:00"], "past"),
     (["--every", "0"], "every"),
+    (["--every", "inf"], "every: every must be a number of seconds from 1 to 315360000 (10 years)"),
+    (["--every", "1e30"], "every: every must be a number of seconds from 1 to 315360000 (10 years)"),
+    (["--every", "nan"], "every must be a number of seconds"),
+    (["--every", "60", "--model", ""], "--model is empty"),
+    (["--every", "60", "--model", "  "], "--model is empty"),
     (["--every", "60", "--deliver", "discord:1"], "configured channels are: telegram"),
     (["--every", "60", "--deliver", "12345"], "CHANNEL:CHAT"),
 ])
@@ -199,6 +206,10 @@ def test_remove_enable_disable(config: Path, workspace: Path, capsys: pytest.Cap
     assert cron(config, "disable", "tea") == 0
     assert "Disabled cron job 'tea'" in capsys.readouterr().out
     assert stored(workspace)["tea"]["enabled"] is False
+    before = snapshot(workspace / "cron")
+    assert cron(config, "disable", "tea") == 0
+    assert capsys.readouterr().out == "Cron job 'tea' is already disabled.\n"
+    assert snapshot(workspace / "cron") == before  # not rewritten
     assert cron(config, "enable", "tea") == 0
     assert "Enabled cron job 'tea'" in capsys.readouterr().out
     assert stored(workspace)["tea"]["enabled"] is True
@@ -237,6 +248,41 @@ def test_log(config: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) 
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "error" in lines[0]
     assert cron(config, "log", "-n", "0") == 2
+    capsys.readouterr()
+    assert cron(config, "log", "water") == 0  # a removed job's runs still show
+    assert "missed" in capsys.readouterr().out
+
+
+def test_log_of_an_unknown_job_says_so(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cron(config, "log", "morning") == 0
+    assert capsys.readouterr().out.strip() == "No runs yet."
+    assert cron(config, "log", "coffee") == 2
+    assert "No cron job named 'coffee'. Known jobs: morning" in capsys.readouterr().err
+
+
+def test_a_name_starting_with_a_dash_is_refused(config: Path, workspace: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert cron(config, "add", "--name=-tea", "--message", "x", "--every", "60") == 2
+    assert "no '-' first" in capsys.readouterr().err
+    assert not (workspace / "cron" / "jobs.yaml").exists()
+
+
+def test_a_bad_config_job_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, cron_jobs=[{"name": "j", "schedule": "0 9 * * 8", "message": "x"}])
+    assert cron(config, "list") == 2
+    assert "cron_jobs: Cron job 'j': Cron expression '0 9 * * 8'" in capsys.readouterr().err
+
+
+def test_list_says_whether_an_overdue_one_shot_still_runs(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with time_machine.travel(datetime(2026, 11, 22, 12, 0, tzinfo=PARIS), tick=False):
+        for name, at in (("tea", "2026-11-22T17:00"), ("cake", "2026-11-22T17:40")):
+            assert cron(config, "add", "--name", name, "--message", "x", "--at", at, "--tz", "Europe/Paris") == 0
+    capsys.readouterr()
+    with time_machine.travel(datetime(2026, 11, 22, 18, 30, tzinfo=PARIS), tick=False):
+        assert cron(config, "list") == 0
+    blocks = split_blocks(capsys.readouterr().out)
+    assert "next run  missed (due 2026-11-22 17:00 CET, beyond cron.catch_up_window)" in blocks["tea"]
+    assert "next run  runs at the next start (due 2026-11-22 17:40 CET, within" in blocks["cake"]
 
 
 class FakeDaemon:
@@ -310,3 +356,46 @@ def test_list_reports_a_damaged_entry_once(config: Path, workspace: Path, capsys
     captured = capsys.readouterr()
     assert "morning" in captured.out and "broken" not in captured.out
     assert captured.err.count("entry 1 (broken)") == 1 and captured.err.startswith("reverie: ")
+
+
+def llm_config(tmp_path: Path, fake: FakeLLM) -> Path:
+    return write_config(tmp_path, cron_jobs=[MORNING], llm={
+        "provider": "anthropic", "model": "claude-test", "api_key": "sk-ant-cron-000111", "base_url": fake.url,
+        "max_retries": 0, "stream_retries": 0})
+
+
+async def test_run_without_a_daemon_prints_the_reply_and_records_the_run(
+        tmp_path: Path, workspace: Path, fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str]) -> None:
+    config = llm_config(tmp_path, fake_llm)
+    fake_llm.script(Turn(text="Three pull requests merged."))
+    assert await asyncio.to_thread(cron, config, "run", "morning") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "Three pull requests merged.\n"
+    assert "Not delivered to the chat" in captured.err
+    state = RunLog(workspace / "cron").states()["morning"]
+    assert state.last_outcome == "ok" and state.last_start and state.last_end and state.last_slot is None
+    assert await asyncio.to_thread(cron, config, "list") == 0
+    assert ", ok" in split_blocks(capsys.readouterr().out)["morning"].split("last run")[1]
+    fake_llm.script(Turn(text="Nothing merged."))
+    assert await asyncio.to_thread(cron, config, "run", "morning") == 0
+    assert b"Three pull requests" not in fake_llm.requests[1].raw  # each run starts with a fresh context
+
+
+async def test_run_without_a_daemon_with_nothing_to_send(
+        tmp_path: Path, fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str]) -> None:
+    config = llm_config(tmp_path, fake_llm)
+    fake_llm.script(Turn(text="[nothing to send]"))
+    assert await asyncio.to_thread(cron, config, "run", "morning") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "The agent had nothing to send.\n" and "Not delivered" not in captured.err
+
+
+async def test_run_without_a_daemon_that_fails(
+        tmp_path: Path, workspace: Path, fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str]) -> None:
+    config = llm_config(tmp_path, fake_llm)
+    fake_llm.script(Fail(400, "invalid_request_error", "the prompt is too long"))
+    assert await asyncio.to_thread(cron, config, "run", "morning") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("reverie: job 'morning' failed: ") and "Not delivered" not in captured.err
+    assert RunLog(workspace / "cron").states()["morning"].last_outcome == "error"

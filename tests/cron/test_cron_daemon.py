@@ -251,3 +251,83 @@ async def test_cron_run_without_a_daemon_runs_the_turn_here_and_says_it_was_not_
     (run,) = runs(config)
     assert run.outcome == "ok" and run.scheduled is None and "not delivered" in run.detail
     assert not tg.calls_of("sendMessage")
+
+
+async def test_a_job_due_while_the_machine_slept_runs_on_waking(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = briefing
+    job = {"name": "morning", "schedule": "0 9 * * *", "message": "Brief me"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, fake_llm, tg, job)
+        with time_machine.travel(at(23, 8, 59, 50), tick=True) as traveller:
+            async with running(config):
+                traveller.move_to(at(23, 9, 0, 1))  # the wall clock jumps; the loop's timer does not know
+                await until(lambda: len(sent(tg)) == 1, timeout=6)  # the 2 s poll wakes the scheduler
+
+
+async def test_slots_folded_by_a_long_sleep_are_recorded_as_missed(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = briefing
+    job = {"name": "every-5", "schedule": "*/5 * * * *", "message": "Check"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, fake_llm, tg, job)
+        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
+            async with running(config) as daemon:
+                move(traveller, daemon, at(23, 9, 0, 0.1))
+                await until(lambda: len(sent(tg)) == 1)
+                move(traveller, daemon, at(23, 9, 20, 0.1))  # asleep over 09:05, 09:10 and 09:15
+                await until(lambda: len(sent(tg)) == 2)
+    outcomes = [(r.outcome, r.detail) for r in runs(config)]
+    assert outcomes[0][0] == "ok" and outcomes[-1][0] == "ok" and len(sent(tg)) == 2
+    assert ("missed", "3 slots passed while reverie was asleep or busy; the latest one runs now") in outcomes
+
+
+async def test_an_old_state_file_cannot_make_a_slot_run_twice(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = briefing
+    job = {"name": "hourly", "schedule": "0 * * * *", "message": "Check the news"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, fake_llm, tg, job)
+        state = config.workspace_path / "cron" / "state.json"
+        with time_machine.travel(at(23, 8, 30), tick=True) as traveller:
+            async with running(config):
+                pass
+            before = state.read_bytes()
+            traveller.move_to(at(23, 9, 20))
+            async with running(config):
+                await until(lambda: len(sent(tg)) == 1)
+            state.write_bytes(before)  # e.g. restored from a backup: the 09:00 slot looks unrun
+            async with running(config):
+                await until(lambda: len(runs(config)) == 2)
+                await asyncio.sleep(0.3)
+    assert len(sent(tg)) == 1 and len(fake_llm.requests) == 1  # the gateway knew the slot's message
+    assert (runs(config)[-1].outcome, runs(config)[-1].detail) == ("skipped", "this slot's message was already handled")
+
+
+async def test_a_one_shot_whose_time_is_changed_runs_again(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = lambda rec: Turn(text="Reminder!")
+    first = {"name": "reminder", "at": "2026-11-23T09:00", "message": "Remind me"}
+    async with FakeTelegram() as tg:
+        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
+            config = make_config(tmp_path, fake_llm, tg, first)
+            async with running(config) as daemon:
+                move(traveller, daemon, at(23, 9, 0, 0.1))
+                await until(lambda: len(sent(tg)) == 1)
+            config = make_config(tmp_path, fake_llm, tg, {**first, "at": "2026-11-23T10:00"})
+            traveller.move_to(at(23, 9, 59, 59))
+            async with running(config) as daemon:
+                move(traveller, daemon, at(23, 10, 0, 0.1))
+                await until(lambda: len(sent(tg)) == 2)
+    assert sent(tg) == ["Reminder!", "Reminder!"]
+
+
+async def test_each_run_starts_with_an_empty_context_in_one_session_file(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.responder = briefing
+    job = {"name": "every-5", "schedule": "*/5 * * * *", "message": "Check"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, fake_llm, tg, job)
+        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
+            async with running(config) as daemon:
+                for minute in (0, 5, 10):
+                    move(traveller, daemon, at(23, 9, minute, 0.1))
+                    await until(lambda m=minute: len(sent(tg)) == m // 5 + 1)
+    assert [len(r.body["messages"]) for r in fake_llm.requests] == [1, 1, 1]  # no history re-sent
+    files = sorted(p.name for p in (config.workspace_path / "sessions").glob("cron*"))
+    assert files == ["cron%3Aevery-5.jsonl"]

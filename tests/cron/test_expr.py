@@ -277,6 +277,19 @@ def test_interval_below_one_second_is_refused(seconds: float) -> None:
         interval_trigger(seconds, UTC, SATURDAY)
 
 
+@pytest.mark.parametrize("seconds", [float("inf"), 1e30, 1e15])
+def test_an_interval_too_long_for_a_datetime_is_a_config_error(seconds: float) -> None:
+    with pytest.raises(ConfigError, match="too long; use at most 315360000 seconds"):
+        interval_trigger(seconds, UTC, SATURDAY)
+    with pytest.raises(ConfigError, match="not a number"):
+        interval_trigger(float("nan"), UTC, SATURDAY)
+
+
+def test_an_interval_of_ten_years_works() -> None:
+    trigger = interval_trigger(315_360_000, UTC, SATURDAY)
+    assert next_fire(trigger, SATURDAY) == SATURDAY + timedelta(seconds=315_360_000)
+
+
 @settings(max_examples=200, deadline=None)
 @given(seconds=st.integers(1, 10_000), offset=st.integers(-50_000, 500_000), span=st.integers(0, 100_000))
 def test_interval_arithmetic_matches_stepping(seconds: int, offset: int, span: int) -> None:

@@ -72,10 +72,10 @@ def test_files_and_folder_are_private(store: JobStore, workspace: Path) -> None:
 def test_remove_and_enable_disable(store: JobStore) -> None:
     store.add(job("tea"))
     store.add(job("water"))
-    disabled = store.set_enabled("tea", False)
-    assert disabled.spec.enabled is False and disabled.spec.name == "tea"
+    disabled, changed = store.set_enabled("tea", False)
+    assert changed and disabled.spec.enabled is False and disabled.spec.name == "tea"
     assert store.load()["tea"].spec.enabled is False
-    assert store.set_enabled("tea", True).spec.enabled is True
+    assert store.set_enabled("tea", True)[0].spec.enabled is True
     assert store.load()["tea"].spec.enabled is True
     removed = store.remove("tea")
     assert removed.spec.name == "tea" and removed.source == "cli"
@@ -126,14 +126,23 @@ def test_a_one_shot_in_the_future_is_accepted(store: JobStore) -> None:
     assert added.created == NOW.timestamp()
 
 
-@pytest.mark.parametrize("every", [0, -5])
-def test_every_must_be_positive(every: float) -> None:
-    with pytest.raises(ValidationError):
+def test_setting_the_same_state_again_leaves_the_file_alone(store: JobStore) -> None:
+    store.add(job("tea"))
+    before = (store.path.read_bytes(), store.path.stat().st_mtime_ns)
+    same, changed = store.set_enabled("tea", True)
+    assert not changed and same.spec.enabled is True
+    assert (store.path.read_bytes(), store.path.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("every", [0, -5, 0.5, float("inf"), float("nan"), 1e30, 315_360_001])
+def test_every_must_be_finite_from_one_second_to_ten_years(every: float) -> None:
+    with pytest.raises(ValidationError, match="every must be a number of seconds from 1 to 315360000"):
         job("bad", every=every)
+    assert job("ok", every=315_360_000).every == 315_360_000
 
 
 def test_odd_names_are_refused(store: JobStore) -> None:
-    for name in (" tea", "tea\nx", "a/b"):
+    for name in (" tea", "tea\nx", "a/b", "-tea", "--help"):
         with pytest.raises(ConfigError, match="Invalid cron job name"):
             store.add(job(name))
 
@@ -157,6 +166,7 @@ def test_damaged_entries_are_skipped_and_reported_once(store: JobStore, caplog: 
         assert list(store.load()) == ["morning", "tea"]
         assert list(store.load()) == ["morning", "tea"]
     assert len(store.problems) == 5
+    assert not any(".;" in p or p.endswith("..") for p in store.problems), store.problems
     assert "entry 2 (nomessage)" in store.problems[0] and "message" in store.problems[0]
     assert "entry 3 (badcron)" in store.problems[1]
     assert "entry 4 (morning)" in store.problems[2] and "config file" in store.problems[2]
@@ -164,6 +174,29 @@ def test_damaged_entries_are_skipped_and_reported_once(store: JobStore, caplog: 
     assert len(caplog.records) == 5  # once each, though loaded twice
     store.remove("nomessage")  # a damaged entry can still be removed
     assert len(entries(store)) == 5
+
+
+def test_no_damaged_entry_is_ever_fatal(store: JobStore) -> None:
+    store.folder.mkdir(parents=True)
+    odd = [{"name": "inf", "message": "x", "every": float("inf"), "created": 1.0},
+           {"name": "huge", "message": "x", "every": "1e30", "created": 1.0},
+           {"name": "nan", "message": "x", "every": float("nan"), "created": 1.0},
+           {1: "int key", "name": "intkey", "message": "x", "every": 60, "created": 1.0},
+           {"name": "far", "message": "x", "at": "9999-12-31T23:59:59+00:00", "timezone": "Pacific/Kiritimati",
+            "created": 1.0},
+           {"name": "ok", "message": "x", "every": 60, "created": 1.0}]
+    store.path.write_text(yaml.safe_dump(odd))
+    jobs = store.load()
+    assert "ok" in jobs and not {"inf", "huge", "nan", "intkey"} & set(jobs)
+    assert all(p.endswith("; skipped") for p in store.problems) and len(store.problems) >= 4
+    store.remove("intkey")  # a damaged entry can still be removed
+
+
+def test_a_bad_config_job_does_not_leave_changed_true(workspace: Path) -> None:
+    bad = JobStore(workspace, [CronJob(name="nightly", message="x", schedule="0 9 * * 8")])
+    with pytest.raises(ConfigError):
+        bad.load()
+    assert not bad.changed()  # the daemon's poll would otherwise reload (and log) every 2 s
 
 
 def test_an_unreadable_file_is_a_problem_and_is_never_overwritten(store: JobStore) -> None:

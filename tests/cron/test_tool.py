@@ -67,3 +67,22 @@ async def test_from_the_terminal_jobs_go_to_the_owner_on_the_first_channel(tmp_p
         assert text.startswith('Scheduled "drink-water-') and "every 2700 s" in text
     (job,) = JobStore(runtime.workspace, []).load().values()
     assert job.spec.deliver_to is not None and (job.spec.deliver_to.channel, job.spec.deliver_to.chat) == ("telegram", "7")
+
+
+async def test_a_running_job_acts_for_its_own_chat_never_for_the_owner(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    runtime = runtime_for(tmp_path, fake_llm, **TELEGRAM)
+    async with runtime.running():
+        chat = Chat(runtime, channel="telegram")
+        await ask(chat, fake_llm, {"action": "add", "message": "Owner's secret plan", "every": 3600, "name": "own"},
+                  chat="7", sender="7", is_owner=True)
+        # A job created by someone else runs; its turn is not the owner's, whoever its default target is.
+        listed = await ask(chat, fake_llm, {"action": "list"}, chat="c9", sender="cron", scheduled=True,
+                           scope="cron:theirs")
+        assert listed == "No scheduled jobs for this chat."
+        refused = await ask(chat, fake_llm, {"action": "remove", "name": "own"}, chat="c9", sender="cron",
+                            scheduled=True, scope="cron:theirs")
+        assert "No job named 'own' for this chat" in refused
+        fast = await ask(chat, fake_llm, {"action": "add", "message": "spam", "every": 60}, chat="c9", sender="cron",
+                         scheduled=True, scope="cron:theirs")
+        assert "every must be at least 300 seconds" in fast
+    assert list(JobStore(runtime.workspace, []).load()) == ["own"]
