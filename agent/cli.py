@@ -109,7 +109,7 @@ def _add_cron(sub: Any, common: argparse.ArgumentParser) -> None:
     cron.add_argument("--message", metavar="TEXT", help="add: what the agent is asked when the job fires")
     cron.add_argument("--cron", metavar="EXPR", help='add: a crontab schedule, e.g. "0 9 * * *" (0 and 7 = Sunday)')
     cron.add_argument("--every", type=float, metavar="SECONDS", help="add: run every SECONDS (at least 1 second)")
-    cron.add_argument("--at", metavar="ISO", help="add: run once, e.g. 2026-11-23T17:00, read in --tz (default: local time)")
+    cron.add_argument("--at", metavar="ISO", help="add: once, e.g. 2026-11-23T17:00, read in --tz (default: local)")
     cron.add_argument("--tz", metavar="ZONE", help="add: time zone, e.g. Europe/Paris (default: local)")
     cron.add_argument("--deliver", metavar="CHANNEL:CHAT",
                       help="add: where the reply goes, e.g. telegram:12345 (default: the owner on the first channel)")
