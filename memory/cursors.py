@@ -17,12 +17,11 @@ skipped.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.atomic import write_atomic
 from agent.errors import MemoryStoreError
 
 
@@ -84,14 +83,8 @@ def save_state(path: Path, state: DreamState) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps({"version": 1, "cursors": state.cursors, "times": state.times, "pending": state.pending,
                        "last_run": state.last_run}, ensure_ascii=False, indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise MemoryStoreError(f"Could not save Dream's state to {path}: {exc.strerror or exc}. "
                                "Free some disk space or fix the folder's permissions.") from exc

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, tzinfo
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agent.atomic import write_atomic
 from agent.chat import load_from_args
 from agent.config import Config, CronJob, DeliverTo
 from agent.cron import expr
@@ -245,16 +245,7 @@ def request_run(workspace: Path, name: str, timeout: float) -> Run:
 def write_request(folder: Path, data: dict[str, object]) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".request.", suffix=".tmp", dir=folder)  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / f"{data['id']}.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(folder / f"{data['id']}.json", json.dumps(data))
 
 
 def report(result: Run) -> int:

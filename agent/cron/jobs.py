@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from agent.atomic import write_atomic
 from agent.config import Config, CronJob, DeliverTo
 from agent.cron import expr
 from agent.errors import ConfigError
@@ -223,7 +223,7 @@ class JobStore:
                 raise ConfigError(f"{problem}. Fix or move the file, then try again.")
             if change(entries) is False:
                 return False
-            _write_atomic(self.path, yaml.safe_dump(entries, sort_keys=False, allow_unicode=True))
+            write_atomic(self.path, yaml.safe_dump(entries, sort_keys=False, allow_unicode=True))
             return True
 
     @contextmanager
@@ -258,19 +258,6 @@ def parse_target(text: str, config: Config) -> DeliverTo:
         known = f"the configured channels are: {', '.join(labels)}" if labels else "no channels are configured"
         raise ConfigError(f"Unknown channel {label!r} in --deliver {text}: {known}.")
     return DeliverTo(channel=label, chat=chat)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_name(name: str) -> None:

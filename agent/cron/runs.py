@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.atomic import write_atomic
 from agent.errors import ConfigError
 
 Outcome = Literal["ok", "error", "skipped", "missed", "running"]
@@ -131,13 +131,4 @@ class RunLog:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps({"version": 1, "jobs": {k: dataclasses.asdict(v) for k, v in states.items()}},
                           ensure_ascii=False, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.state_path, data)
