@@ -29,11 +29,17 @@ class Gateway:
         self.draining = False
 
     async def publish(self, msg: Inbound) -> bool:
-        """Hand a platform message to the agent; False if it was already handled (a redelivery)."""
-        if not self.seen.first_time(msg.channel, msg.chat_id, msg.message_id):
+        """Hand a platform message to the agent; False if it was already handled (a redelivery).
+
+        A turn is journaled before its message is marked seen: a crash in between leaves a journaled
+        turn (resumed at start, which marks it seen then), never a message marked seen and lost.
+        """
+        if self.seen.seen(msg.channel, msg.chat_id, msg.message_id):
             logger.info("skipping a redelivered message %s in %s", msg.message_id, msg.session_key)
             return False
         word = msg.text.strip().split(maxsplit=1)[0].lower() if msg.text.strip() else ""
+        if word in ADMIN or word == "/stop":
+            self.seen.add(msg.channel, msg.chat_id, msg.message_id)  # acted on at once, never replayed
         if word in ADMIN:
             await self._admin(msg, word)
         elif word == "/stop":  # acts on the running turn at once; never replayed after a restart
@@ -46,6 +52,7 @@ class Gateway:
             # of time while it waits in its chat's queue resumes it at the next start.
             msg = dataclasses.replace(msg, turn_id=uuid.uuid4().hex[:12])
             self.journal.turn_started(msg, msg.turn_id or "")
+            self.seen.add(msg.channel, msg.chat_id, msg.message_id)
             if not self.draining:
                 await self.bus.publish_inbound(msg)
         return True

@@ -46,6 +46,8 @@ async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: a
         loop.add_signal_handler(sig, stop.set)
     runtime, delivery, supervisor = daemon.runtime, daemon.delivery, daemon.supervisor
     pending = daemon.journal.pending()
+    for _, msg in pending.turns:  # before any channel polls: a redelivery of these is a duplicate
+        daemon.gateway.seen.add(msg.channel, msg.chat_id, msg.message_id)
     background = [asyncio.create_task(delivery.pump(runtime.bus, label), name=f"pump {label}")
                   for label in daemon.channels]
     background += [asyncio.create_task(supervisor.keep_up(label), name=f"start {label}") for label in daemon.channels]

@@ -2,6 +2,7 @@
 
     seen = SeenStore(workspace / "state" / "seen.jsonl", ttl=7 * 86400)
     if seen.first_time("telegram", "42", "1001"): ...   # False for a redelivery, also after a restart
+    if not seen.seen(...): journal(...); seen.add(...)   # the same in two steps, around a journal write
 
 Append-only lines; expired entries are dropped when the file is rewritten at start.
 """
@@ -22,19 +23,27 @@ class SeenStore:
 
     def first_time(self, channel: str, chat: str, message_id: str | None) -> bool:
         """Record the message; False if it was seen before. Messages without an id always pass."""
+        if self.seen(channel, chat, message_id):
+            return False
+        self.add(channel, chat, message_id)
+        return True
+
+    def seen(self, channel: str, chat: str, message_id: str | None) -> bool:
+        """Whether this message was recorded (and not expired). Messages without an id never were."""
+        when = self._seen.get(f"{channel}\x1f{chat}\x1f{message_id}") if message_id else None
+        return when is not None and when > time.time() - self.ttl
+
+    def add(self, channel: str, chat: str, message_id: str | None) -> None:
+        """Record the message (nothing for a message without an id)."""
         if not message_id:
-            return True
+            return
         key = f"{channel}\x1f{chat}\x1f{message_id}"
         now = time.time()
-        when = self._seen.get(key)
-        if when is not None and when > now - self.ttl:
-            return False
         self._seen[key] = now
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps([key, round(now, 3)]) + "\n")
         if len(self._seen) > self.max_entries:
             self._load()
-        return True
 
     def _load(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
