@@ -23,6 +23,7 @@ from agent.config import DEFAULT_WORKSPACE, Config
 from agent.errors import ConfigError
 from agent.presets import ENV_DETECT_ORDER, PRESETS
 
+_CHANNEL_TYPES = ("telegram", "discord", "slack")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HOW_TO_START = (
     "No model is set up yet. Either:\n"
@@ -53,7 +54,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                               f"`reverie init --config {file}` to create it.")
         return _from_environment(env, file, need_model)
     data = read_yaml(file)
-    data = expand_env(data, env, file)
+    try:
+        data = expand_env(data, env, file)
+    except RecursionError:  # an alias that contains itself: &a [*a]
+        raise ConfigError(f"{file}: a YAML anchor refers to itself (&name ... *name inside it); "
+                          "write the value out instead.") from None
     return validate(data, file)
 
 
@@ -64,6 +69,8 @@ def read_yaml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read config file {file}: {exc}") from exc
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{file}: the YAML is nested too deeply to read.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -111,7 +118,8 @@ def validate(data: dict[str, Any], file: Path | None) -> Config:
 
 def describe(err: Any) -> str:
     """One line for one pydantic error: key path, what was wrong, what was expected."""
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p in ("telegram", "discord", "slack"))]
+    raw = err["loc"]  # a channel's loc names its type after the index: channels.0.telegram.token
+    loc = [p for i, p in enumerate(raw) if not (i and isinstance(raw[i - 1], int) and p in _CHANNEL_TYPES)]
     key = _loc_to_path(loc)
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":

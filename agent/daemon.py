@@ -23,6 +23,7 @@ from agent.delivery import Delivery
 from agent.errors import ChannelError, ConfigError
 from agent.gateway import Gateway
 from agent.journal import Journal
+from agent.logs import Masker, env_secrets
 from agent.providers import ModelChain, build_provider
 from agent.service import AgentService, Profile, usage_text
 from agent.subagents import Subagents
@@ -126,7 +127,7 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
         main = Profile(model, tools, prompt.system, config.agent.max_steps)
         return children.profile(msg, main, child_model) if msg.channel == SUBAGENT else main
 
-    sessions = SessionStore(workspace / "sessions")
+    sessions = SessionStore(workspace / "sessions", mask=Masker(config.secrets() | env_secrets()))
     compactor = Compactor(config.agent.context_tokens, TokenCounter())
     service = AgentService(bus, sessions, profiles, ToolContext(workspace, config.tools, protected), usage,
                            config.agent, compactor, config.llm.max_tokens)
@@ -193,7 +194,7 @@ def build_daemon(config: Config, config_path: Path | None = None) -> Daemon:
     state = config.workspace_path / "state"
     runtime = build_runtime(config, config_path)
     state.mkdir(exist_ok=True, mode=0o700)
-    journal = Journal(state / "journal.jsonl")
+    journal = Journal(state / "journal.jsonl", mask=Masker(config.secrets() | env_secrets()))
     pairing = PairingStore(config.workspace_path / "pairing")
     channels: dict[str, Channel] = {}
     holder: list[Supervisor] = []

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ class Pending:
 
 
 class Journal:
-    def __init__(self, path: Path, compact_at: int = 4_000_000) -> None:
-        self.path, self.compact_at = path, compact_at
+    def __init__(self, path: Path, compact_at: int = 4_000_000, mask: Callable[[str], str] = str) -> None:
+        self.path, self.compact_at, self.mask = path, compact_at, mask  # mask: secrets never reach the disk
+        self._failing = False
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # What is still open, once pending() has read the file: the file is rewritten with just this
         # whenever it grows past ``compact_at`` bytes, so a long-running daemon keeps it small.
@@ -45,7 +47,8 @@ class Journal:
         self._intents: dict[str, dict[str, Any]] = {}
 
     def turn_started(self, msg: Inbound, turn_id: str) -> None:
-        record = {"op": "turn", "turn": turn_id, "in": dataclasses.asdict(msg)}
+        masked = dataclasses.replace(msg, text=self.mask(msg.text))
+        record = {"op": "turn", "turn": turn_id, "in": dataclasses.asdict(masked)}
         self._write(record)
         if self._turns is not None:
             self._turns[turn_id] = record
@@ -123,12 +126,23 @@ class Journal:
         return records
 
     def _write(self, record: dict[str, Any]) -> None:
+        """Append one record. When the disk refuses (full, read-only), the work goes on without the
+        journal's crash safety, and the owner is told in the log: a message is never dropped for it."""
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=list) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self._failing:
+                logger.error("Could not write to the journal %s (%s): messages are still handled, but one "
+                             "interrupted by a crash now would not be resumed. Free some disk space.", self.path,
+                             exc.strerror or exc)
+            self._failing = True
+            return
+        self._failing = False
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -83,10 +83,13 @@ class UsageLog:
         line = {"time": round(time.time(), 3), "model": model, "provider": provider, "input": usage.input,
                 "output": usage.output, "cache_read": usage.cache_read, "cache_write": usage.cache_write,
                 "cost_usd": None if cost is None else round(cost, 6), "session": session}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        except OSError as exc:  # a full disk must not turn a finished answer into an error
+            logger.warning("Could not record usage in %s: %s", self.path, exc.strerror or exc)
         return cost
 
     def today(self) -> Totals:

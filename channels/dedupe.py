@@ -10,9 +10,12 @@ Append-only lines; expired entries are dropped when the file is rewritten at sta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 class SeenStore:
@@ -40,8 +43,11 @@ class SeenStore:
         key = f"{channel}\x1f{chat}\x1f{message_id}"
         now = time.time()
         self._seen[key] = now
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps([key, round(now, 3)]) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps([key, round(now, 3)]) + "\n")
+        except OSError as exc:  # a full disk: remembered in memory; only a restart could repeat it
+            logger.warning("Could not record a seen message in %s: %s", self.path, exc.strerror or exc)
         if len(self._seen) > self.max_entries:
             self._load()
 

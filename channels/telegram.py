@@ -372,11 +372,14 @@ def _watched_polling(on_success: Callable[[], None]) -> BaseRequest:
     failed poll is up again as soon as polling works, not only when the next message arrives."""
     from telegram.request import HTTPXRequest
 
+    from channels.telegram_updates import readable_updates
+
     class WatchedRequest(HTTPXRequest):
         async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
             code, payload = await super().do_request(*args, **kwargs)
             if code == 200:
                 on_success()
+                payload = readable_updates(payload)
             return code, payload
 
     return WatchedRequest()

@@ -4,10 +4,15 @@ download or paced reply in one chat never holds up the others. Imported only by 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from telegram import Update
 from telegram.ext import BaseUpdateProcessor
+
+logger = logging.getLogger(__name__)
 
 
 class PerChatOrder(BaseUpdateProcessor):
@@ -33,3 +38,24 @@ class PerChatOrder(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         return None
+
+
+def readable_updates(payload: bytes) -> bytes:
+    """A getUpdates answer with each update python-telegram-bot cannot parse cut down to its
+    ``update_id``: PTB fails the whole batch on one bad update and fetches the same batch again, forever."""
+    try:
+        data = json.loads(payload)
+        updates = data["result"]
+    except (ValueError, KeyError, TypeError):
+        return payload  # not a batch of updates: PTB reports it as it would
+    if not isinstance(updates, list):
+        return payload
+    changed = False
+    for index, update in enumerate(updates):
+        try:
+            Update.de_json(update, None)
+        except Exception:  # whatever PTB's parser raises, the update is skipped, not the channel
+            logger.warning("Skipped a Telegram update that cannot be read: %.300r", update)
+            updates[index] = {"update_id": update.get("update_id") if isinstance(update, dict) else None}
+            changed = True
+    return json.dumps(data).encode() if changed else payload

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -211,6 +212,7 @@ class MemoryStore:
         try:
             repo.git.add("--all", "--", NAME)
             commit = repo.index.commit(message, author=identity, committer=identity, skip_hooks=True)
+            _owner_only(repo, commit)
         except (GitCommandError, OSError) as exc:  # e.g. another process holds .git/index.lock
             raise MemoryStoreError(f"Could not commit {self.path} ({exc}). "
                                    "If another git process is using it, try again.") from exc
@@ -373,3 +375,16 @@ def _one_line(value: str, what: str) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _owner_only(repo: Repo, commit: Commit) -> None:
+    """GitPython (gitdb) writes objects 0444 and refs 0644 whatever the umask: make this commit's files 0400/0600."""
+    git_dir = Path(repo.git_dir)
+    shas = [commit.hexsha, commit.tree.hexsha, *(blob.hexsha for blob in commit.tree.blobs)]  # MEMORY.md
+    files = [git_dir / "objects" / sha[:2] / sha[2:] for sha in shas]
+    files += [git_dir / "HEAD", git_dir / repo.head.reference.path]
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):  # packed, or not a loose object
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)

@@ -92,7 +92,7 @@ def parse_bytes(data: bytes) -> Parsed:
             if end == len(text) and rec["type"] == "message":
                 messages.append(_message(rec))
                 continue
-        except (ValueError, KeyError, TypeError, IndexError, StopIteration, RecursionError):
+        except (ValueError, KeyError, TypeError, IndexError, StopIteration, RecursionError, OverflowError):
             pass
         if not _take(parsed, raw):
             parsed.bad_lines.append(number)
@@ -149,7 +149,7 @@ def _take(parsed: Parsed, raw: bytes) -> bool:
         return not raw.strip()
     try:
         _add(parsed, rec)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: a "time" of 10**400
         logger.debug("bad session record: %s", exc)
         return False
     return True
@@ -159,9 +159,10 @@ def _json(raw: bytes) -> Any:
     """``json.loads`` for one line, minus its per-call overhead (a third of the load time)."""
     text = raw.decode("utf-8")
     try:
-        value, end = _scan(text, 0)
-    except StopIteration:  # leading whitespace, or no JSON value at all: let json.loads decide
-        return json.loads(text)
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:  # leading whitespace, or no JSON value at all: let json.loads decide
+            return json.loads(text)
     except RecursionError:  # absurdly nested brackets
         raise ValueError("nested too deeply") from None
     if end != len(text) and text[end:].strip(" \t\r"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,19 +33,23 @@ class Session:
     summary: str | None = None  # the latest compaction summary
     upto: int = 0  # messages[:upto] are represented by ``summary``
     notices: list[str] = field(default_factory=list)  # for the user; the caller clears them once shown
+    mask: Callable[[str], str] | None = field(default=None, repr=False)  # hides secrets in what is written
 
     def append(self, *msgs: Message) -> None:
-        """Write one line per message and add them to ``messages``. SessionError if the write fails."""
+        """Write one line per message and add them to ``messages``. SessionError if the write fails.
+
+        The file gets every string passed through ``mask`` (a key the user pasted is never stored);
+        ``messages`` keeps them as they are for the rest of this process's turns."""
         if msgs:
-            _write(self.path, self.key, [m.to_json() for m in msgs])
+            _write(self.path, self.key, [_masked(m.to_json(), self.mask) for m in msgs])
             self.messages.extend(msgs)
 
     def compact(self, summary: str, upto: int) -> None:
         """Record that ``messages[:upto]`` are represented by ``summary`` from now on."""
         if not 0 <= upto <= len(self.messages):
             raise ValueError(f"upto must be between 0 and {len(self.messages)}, not {upto}")
-        _write(self.path, self.key, [{"type": "compaction", "summary": summary, "upto": upto,
-                                      "time": round(time.time(), 3)}])
+        _write(self.path, self.key, [{"type": "compaction", "summary": self.mask(summary) if self.mask else summary,
+                                      "upto": upto, "time": round(time.time(), 3)}])
         self.summary, self.upto = summary, upto
 
     def active(self) -> list[Message]:
@@ -63,6 +68,19 @@ class Session:
         answer = Message("user", [error_result(i, reason) for i in ids], kind="repair")
         self.append(answer)
         return [answer]
+
+
+def _masked(value: Any, mask: Callable[[str], str] | None) -> Any:
+    """``value`` (a JSON record) with ``mask`` applied to every string in it."""
+    if mask is None:
+        return value
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [_masked(item, mask) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    return value
 
 
 def header(key: str) -> dict[str, Any]:

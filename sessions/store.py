@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
@@ -70,8 +70,9 @@ def encode_key(key: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mask: Callable[[str], str] | None = None) -> None:
         self.root = root
+        self.mask = mask  # applied to every string written (agent.logs.Masker: configured secrets)
         self._cache: dict[str, Session] = {}
         self._lock = threading.Lock()  # get() may run in worker threads; load each key once
 
@@ -95,7 +96,7 @@ class SessionStore:
             old = self._cache.pop(key, None)
             if old is not None:  # a turn still holding it keeps writing to the old conversation
                 old.path = archive
-            session = self._cache[key] = Session(key, path)
+            session = self._cache[key] = Session(key, path, mask=self.mask)
             return session
 
     def forget(self, key: str) -> None:
@@ -117,7 +118,7 @@ class SessionStore:
         return keys
 
     def _load(self, key: str) -> Session:
-        session = Session(key, self.path_for(key))
+        session = Session(key, self.path_for(key), mask=self.mask)
         try:
             with _gc_paused():
                 parsed = read_session(session.path)
@@ -175,8 +176,10 @@ def _fill(session: Session, parsed: Parsed) -> None:
         session.notices.append("Your last request was interrupted while a tool was running (reverie "
                                "restarted); the unfinished tool call was marked as failed.")
     if parsed.compaction is not None:  # clamped after the tail repair, so the next load agrees
-        session.summary = parsed.compaction[0]
-        session.upto = min(parsed.compaction[1], len(session.messages))
+        summary, upto = parsed.compaction
+        if upto > len(session.messages):  # it covered lines that are gone: record the clamp, or the
+            session.compact(summary, len(session.messages))  # next messages would vanish into it
+        session.summary, session.upto = summary, min(upto, len(session.messages))
 
 
 def _fix_tail(path: Path, parsed: Parsed) -> None:

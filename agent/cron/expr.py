@@ -232,8 +232,12 @@ def parse_at(text: str, tz: tzinfo) -> datetime:
     except ValueError:
         raise ConfigError(f"'at' {text!r} is not an ISO 8601 date and time; write it like 2026-11-23T17:00 "
                           f"(read in the job's time zone) or 2026-11-23T17:00+01:00.") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)  # a time in a DST gap moves forward
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)  # a time in a DST gap moves forward
+        _utc(when)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise ConfigError(f"'at' {text!r} is too close to the limits of the calendar.") from None
     return when
 
 

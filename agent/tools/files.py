@@ -53,15 +53,32 @@ def resolve_path(ctx: ToolContext, path: str) -> Path:
     """
     if not path or "\x00" in path:
         raise ToolError("Give a non-empty file path (relative to the workspace).")
-    raw = Path(path).expanduser()
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate, from a "\ud800" escape in the model's JSON
+        raise ToolError(f"{path!r} is not a valid file name (it holds an unpaired surrogate).") from None
+    try:
+        raw = Path(path).expanduser()
+    except RuntimeError:  # ~name of a user that does not exist
+        raise ToolError(f"Cannot expand {path!r}: no such user. Give a path inside the workspace.") from None
     joined = raw if raw.is_absolute() else ctx.workspace / raw
-    lexical, real = Path(os.path.normpath(joined)), joined.resolve()
+    lexical, real = Path(os.path.normpath(joined)), _real(joined)
+    if real is None:
+        raise ToolError(f"{path} is a symbolic link that points to itself (a loop). Use another path.")
     if ctx.config.restrict_to_workspace and not real.is_relative_to(ctx.workspace):
         raise ToolError(f"path escapes the workspace: {path}. Use a path inside {ctx.workspace}.")
     if is_private(ctx, lexical) or is_private(ctx, real):
         raise ToolError(f"{path} is private to reverie (its configuration, sessions, memory, logs and secrets); "
                         "tools may not read or write it. Use another path.")
     return real
+
+
+def _real(path: Path) -> Path | None:
+    """``path.resolve()``, or None for a symlink loop (a RuntimeError before Python 3.13)."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        return None
 
 
 def is_private(ctx: ToolContext, path: Path) -> bool:
@@ -96,7 +113,9 @@ def _hard_link_to_private(ctx: ToolContext, path: Path) -> bool:
 
 def _hidden(ctx: ToolContext, entry: Path) -> bool:
     """Listings and searches skip private entries and, when restricted, links leading outside."""
-    real = entry.resolve()
+    real = _real(entry)
+    if real is None:
+        return True
     if ctx.config.restrict_to_workspace and not real.is_relative_to(ctx.workspace):
         return True
     return is_private(ctx, entry) or is_private(ctx, real)
@@ -112,6 +131,11 @@ def _os_errors(action: str, path: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise ToolError(f"Cannot {action} {path}: {exc.strerror or exc}.") from exc
+    except RecursionError:  # Path.mkdir(parents=True) recurses once per missing folder
+        raise ToolError(f"Cannot {action} {path}: it is nested too deeply.") from None
+    except UnicodeEncodeError as exc:  # a "\ud800" escape in the model's JSON
+        raise ToolError(f"Cannot {action} {path}: the text holds an unpaired surrogate ({exc.object[exc.start]!r}), "
+                        "which UTF-8 cannot store. Remove it.") from exc
 
 
 # --- tools ----------------------------------------------------------------------------------------
@@ -178,9 +202,9 @@ async def write_file(ctx: ToolContext, path: str, content: str) -> str:
         content: The complete new content of the file.
     """
     target = resolve_path(ctx, path)
-    if target.is_dir():
-        raise ToolError(f"{path} is a directory; give a file path.")
     with _os_errors("write", path):
+        if target.is_dir():
+            raise ToolError(f"{path} is a directory; give a file path.")
         await asyncio.to_thread(_atomic_write, target, content)
     lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
     return f"Wrote {len(content)} characters ({lines} lines) to {_show(ctx, target)}."
@@ -225,7 +249,7 @@ def _edit(ctx: ToolContext, path: str, old: str, new: str, replace_all: bool) ->
 def _atomic_write(target: Path, text: str) -> None:
     """Write to a temporary file beside ``target``, then rename it over: readers never see half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600  # the workspace is private
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
@@ -251,10 +275,10 @@ async def list_dir(ctx: ToolContext, path: str = ".") -> str:
 
 def _list(ctx: ToolContext, path: str) -> str:
     target = resolve_path(ctx, path)
-    if not target.is_dir():
-        raise ToolError(f"{path} is not a folder" + (" (it is a file; use read_file)." if target.exists()
-                                                     else "; use list_dir('.') to start from the top."))
     with _os_errors("list", path):
+        if not target.is_dir():
+            raise ToolError(f"{path} is not a folder" + (" (it is a file; use read_file)." if target.exists()
+                                                         else "; use list_dir('.') to start from the top."))
         entries = sorted(os.scandir(target), key=lambda e: e.name)
     lines: list[str] = []
     for entry in entries:
@@ -284,15 +308,16 @@ async def search_files(ctx: ToolContext, pattern: str, path: str = ".", glob: st
     """
     try:
         regex = re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296}, or thousands of nested groups
         raise ToolError(f"Invalid regular expression {pattern!r}: {exc}.") from exc
     return await asyncio.to_thread(_search, ctx, regex, path, glob)
 
 
 def _search(ctx: ToolContext, regex: re.Pattern[str], path: str, glob: str | None) -> str:
     root = resolve_path(ctx, path)
-    if not root.exists():
-        raise ToolError(f"No such file or folder: {path}.")
+    with _os_errors("search", path):
+        if not root.exists():
+            raise ToolError(f"No such file or folder: {path}.")
     matches: list[str] = []
     for file in _walk_files(ctx, root, glob):
         for number, line in _grep(file, regex):

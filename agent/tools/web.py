@@ -119,6 +119,8 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise ToolError(f"Cannot resolve the host {host!r}: {exc.strerror or exc}. Check the URL.") from exc
+    except UnicodeError as exc:  # a name IDNA refuses: an empty label (a..b) or one over 63 characters
+        raise ToolError(f"Invalid host name {host!r}: {exc}. Check the URL.") from exc
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 

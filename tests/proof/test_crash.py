@@ -85,8 +85,8 @@ async def start(config: Path, home: Path) -> asyncio.subprocess.Process:
 def replies(tg: FakeTelegram) -> dict[str, list[str]]:
     """For each message mK, the replies the stand-in received for it."""
     out: dict[str, list[str]] = {}
-    for call in tg.calls_of("sendMessage"):
-        text = str(call.get("text"))
+    for message in tg.sent:  # accepted sends only
+        text = str(message.get("text"))
         for name in re.findall(r"reply to (m\d+)", text):
             out.setdefault(name, []).append(text)
     return out
