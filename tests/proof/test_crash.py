@@ -61,9 +61,10 @@ def respond(rec: Recorded) -> Any:
     system = json.dumps(rec.body.get("system", ""))
     text = text_of(rec)
     pause = random.choice([0.0, 0.05, 0.3, 0.8])
-    if "You keep MEMORY.md" in system:  # Dream: keep the memory as it is
+    if "You keep MEMORY.md" in system:  # Dream: one durable fact, kept from then on
         memory = text.split("<current_memory>\n", 1)[1].split("\n</current_memory>", 1)[0]
-        return Delay(pause, Turn(text=f"<memory>\n{memory}\n</memory>\n<removed>\n</removed>"))
+        fact = "" if "Asks many questions" in memory else "\n- Asks many questions (2026-12-04, telegram)"
+        return Delay(pause, Turn(text=f"<memory>\n{memory}{fact}\n</memory>\n<removed>\n</removed>"))
     last = rec.body["messages"][-1]["content"]
     if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last if isinstance(b, dict)):
         asked = re.findall(r"\bm\d+\b", json.dumps(rec.body["messages"]))
@@ -98,8 +99,10 @@ async def test_twenty_kills_lose_nothing_and_repeat_nothing(tmp_path: Path, fake
     sent = 0
     async with FakeTelegram() as tg:
         config = config_for(tmp_path, fake_llm, tg)
-        for _ in range(KILLS):
+        for round_ in range(KILLS):
             proc = await start(config, tmp_path)
+            if round_ % 2:  # every other kill lands once it serves, in the middle of turns
+                await _serving(tmp_path / "ws", proc.pid)
             for _ in range(random.randint(1, 4)):
                 sent += 1
                 tg.push_text(random.choice(CHATS), f"please answer m{sent}")
@@ -109,7 +112,7 @@ async def test_twenty_kills_lose_nothing_and_repeat_nothing(tmp_path: Path, fake
         proc = await start(config, tmp_path)
         try:
             async with asyncio.timeout(120):
-                while len(replies(tg)) < sent:
+                while len(replies(tg)) < sent or not _dreamt(tmp_path / "ws"):
                     await asyncio.sleep(0.2)
             await asyncio.sleep(1.0)  # room for a duplicate to show up
         finally:
@@ -127,6 +130,24 @@ async def test_twenty_kills_lose_nothing_and_repeat_nothing(tmp_path: Path, fake
                     if r.outcome == "ok" and r.scheduled is not None)
     assert slots and max(slots.values()) == 1  # no cron slot ran twice
     assert _leftover_servers() == []
+
+
+async def _serving(workspace: Path, pid: int) -> None:
+    status = workspace / "state" / "status.json"
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                data = json.loads(status.read_text())
+                if data["pid"] == pid and data["channels"]["telegram"]["connected"]:
+                    return
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            await asyncio.sleep(0.1)
+
+
+def _dreamt(workspace: Path) -> bool:
+    memory = workspace / "memory" / "MEMORY.md"
+    return memory.exists() and "Asks many questions" in memory.read_text(errors="replace")
 
 
 def _sessions_load(workspace: Path) -> None:
