@@ -244,15 +244,17 @@ class TelegramAdapter:
             self._typing[(chat, thread)] = asyncio.create_task(self._type(chat, thread), name=f"typing {chat}")
 
     def _stop_typing(self, chat: str, thread: str | None) -> None:
+        # Unregistered, not cancelled: it stops before its next action. Cancelling a request in flight can
+        # lose a connection from httpx's pool for good (encode/httpcore#1093), and then every send waits.
         for key in [k for k in self._typing if k[0] == chat and (thread is None or k[1] == thread)]:
-            self._typing.pop(key).cancel()
+            del self._typing[key]
 
     async def _type(self, chat: str, thread: str | None) -> None:
         from telegram.error import TelegramError
 
         until = time.monotonic() + self.typing_limit
         try:
-            while time.monotonic() < until:
+            while time.monotonic() < until and self._typing.get((chat, thread)) is asyncio.current_task():
                 if self.typing_budget.try_take(chat):  # chat actions never take from the replies' budget
                     try:
                         await self._bot().send_chat_action(chat, "typing", message_thread_id=_int(thread))

@@ -70,9 +70,13 @@ def encode_key(key: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, root: Path, mask: Callable[[str], str] | None = None) -> None:
+    def __init__(self, root: Path, mask: Callable[[str], str] | None = None, cached: int = 128) -> None:
         self.root = root
         self.mask = mask  # applied to every string written (agent.logs.Masker: configured secrets)
+        # The most recently used sessions stay in memory; an older one is read again from its file when
+        # its chat comes back (the file is complete: every append is written at once). So memory stays
+        # bounded however many chats a long-running daemon has seen.
+        self.cached = cached
         self._cache: dict[str, Session] = {}
         self._lock = threading.Lock()  # get() may run in worker threads; load each key once
 
@@ -82,9 +86,12 @@ class SessionStore:
     def get(self, key: str) -> Session:
         """The session for ``key``; its file is created (header first) on the first append."""
         with self._lock:
-            session = self._cache.get(key)
+            session = self._cache.pop(key, None)  # re-inserted last: the dict's order is the recency
             if session is None:
-                session = self._cache[key] = self._load(key)
+                session = self._load(key)
+                while len(self._cache) >= self.cached:
+                    del self._cache[next(iter(self._cache))]
+            self._cache[key] = session
             return session
 
     def reset(self, key: str) -> Session:

@@ -531,3 +531,15 @@ def test_unreadable_root_raises_session_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(SessionError, match="Could not read"):
         SessionStore(tmp_path / "file").get(KEY)
+
+
+def test_only_the_most_recently_used_sessions_stay_in_memory(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions", cached=2)
+    for key in ("a:1", "b:1", "c:1"):
+        store.get(key).append(Message.user_text(f"hello {key}"))
+    first = store.get("c:1")
+    assert store.get("c:1") is first  # cached
+    again = store.get("a:1")  # evicted when c:1 came in: read again from its file, complete
+    assert [m.text for m in again.messages] == ["hello a:1"]
+    again.append(Message.user_text("more"))
+    assert [m.text for m in SessionStore(tmp_path / "sessions").get("a:1").messages] == ["hello a:1", "more"]
