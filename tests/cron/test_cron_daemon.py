@@ -272,7 +272,7 @@ async def test_slots_folded_by_a_long_sleep_are_recorded_as_missed(tmp_path: Pat
         with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
             async with running(config) as daemon:
                 move(traveller, daemon, at(23, 9, 0, 0.1))
-                await until(lambda: len(sent(tg)) == 1)
+                await until(lambda: len(runs(config)) == 1)  # the run ended, not just its send
                 move(traveller, daemon, at(23, 9, 20, 0.1))  # asleep over 09:05, 09:10 and 09:15
                 await until(lambda: len(sent(tg)) == 2)
     outcomes = [(r.outcome, r.detail) for r in runs(config)]
@@ -327,7 +327,7 @@ async def test_each_run_starts_with_an_empty_context_in_one_session_file(tmp_pat
             async with running(config) as daemon:
                 for minute in (0, 5, 10):
                     move(traveller, daemon, at(23, 9, minute, 0.1))
-                    await until(lambda m=minute: len(sent(tg)) == m // 5 + 1)
+                    await until(lambda m=minute: len(runs(config)) == m // 5 + 1)  # ended, not just sent
     assert [len(r.body["messages"]) for r in fake_llm.requests] == [1, 1, 1]  # no history re-sent
     files = sorted(p.name for p in (config.workspace_path / "sessions").glob("cron*"))
     assert files == ["cron%3Aevery-5.jsonl"]
