@@ -31,15 +31,15 @@ class Compactor:
         return max(self.context_tokens - estimate_fixed(system, tools), self.context_tokens // 4)
 
     def needed(self, session: Session, system: str, tools: list[ToolSpec]) -> bool:
-        used = self.counter.active_tokens(session.key, session.messages, session.upto)
+        used = self.counter.active_tokens(session)
         return used > self.history_budget(system, tools)
 
     async def compact(self, session: Session, model: Model, budget: int) -> str | None:
         """Summarise the oldest turns; returns the notice for the user, or None if nothing could be cut."""
-        cut = cut_point(session.messages, session.upto, int(budget * KEEP_SHARE))
-        if cut <= session.upto:
+        cut = cut_point(session.messages, int(budget * KEEP_SHARE))
+        if cut <= 0:
             return None
-        old = session.messages[session.upto:cut]
+        old = session.messages[:cut]
         summary = await self._summarise(session, old, model)
         if summary is None:
             return None  # nothing is cut without a summary to stand for it

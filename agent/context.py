@@ -14,10 +14,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import prompts
 from agent.types import Block, Message, ToolSpec, result_text
+
+if TYPE_CHECKING:
+    from sessions import Session
 
 logger = logging.getLogger(__name__)
 WORKSPACE_PROMPTS = ("AGENTS.md", "SOUL.md")
@@ -80,13 +83,14 @@ def _rendered(msg: Message) -> Message:
         return _with_tool_images(msg)
     if msg.role != "user" or msg.kind not in ("chat", "scheduled"):
         return msg
-    cached: Message | None = msg.cache.get("rendered")
-    if cached is None:
-        label = "scheduled message" if msg.kind == "scheduled" else "sent"
-        when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-        content = [{"type": "text", "text": f"[{label} {when}]"}, *(_load_image(b) for b in msg.content)]
-        cached = msg.cache["rendered"] = Message("user", content, msg.time, msg.sender, msg.msg_id, msg.kind)
-    return cached
+    return msg.derived("rendered", _with_time)
+
+
+def _with_time(msg: Message) -> Message:
+    label = "scheduled message" if msg.kind == "scheduled" else "sent"
+    when = datetime.fromtimestamp(msg.time).astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+    content = [{"type": "text", "text": f"[{label} {when}]"}, *(_load_image(b) for b in msg.content)]
+    return Message("user", content, msg.time, msg.sender, msg.msg_id, msg.kind)
 
 
 def _with_tool_images(msg: Message) -> Message:
@@ -138,26 +142,27 @@ class TokenCounter:
     """Running token estimate per session; adds only messages appended since the last call."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[int, int, int]] = {}  # key -> (upto, counted, tokens)
+        # key -> (which list of which session, counted, tokens): a compaction, /new or a reload starts over
+        self._seen: dict[str, tuple[tuple[int, int], int, int]] = {}
 
-    def active_tokens(self, key: str, messages: list[Message], upto: int) -> int:
-        prev_upto, counted, tokens = self._seen.get(key, (upto, upto, 0))
-        if prev_upto != upto or counted > len(messages):
-            counted, tokens = upto, 0
+    def active_tokens(self, session: Session) -> int:
+        messages, which = session.messages, (id(session.messages), session.base)
+        prev, counted, tokens = self._seen.get(session.key, (which, 0, 0))
+        if prev != which or counted > len(messages):
+            counted, tokens = 0, 0
         tokens += sum(estimate(m) for m in messages[counted:])
-        self._seen[key] = (upto, len(messages), tokens)
+        self._seen[session.key] = (which, len(messages), tokens)
         return tokens
 
 
-def cut_point(messages: list[Message], upto: int, keep_tokens: int) -> int:
+def cut_point(messages: list[Message], keep_tokens: int) -> int:
     """Where to cut so the newest ~keep_tokens stay: always at a plain user message, never mid tool loop."""
-    starts = [i for i in range(upto + 1, len(messages))
-              if messages[i].role == "user" and not messages[i].tool_results]
+    starts = [i for i in range(1, len(messages)) if messages[i].role == "user" and not messages[i].tool_results]
     if not starts:
-        return upto
+        return 0
     kept = 0
     best = starts[-1]
-    for i in range(len(messages) - 1, upto, -1):
+    for i in range(len(messages) - 1, 0, -1):
         kept += estimate(messages[i])
         if kept > keep_tokens:
             break

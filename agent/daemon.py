@@ -127,7 +127,8 @@ def build_runtime(config: Config, config_path: Path | None = None, *, model: str
         main = Profile(model, tools, prompt.system, config.agent.max_steps)
         return children.profile(msg, main, child_model) if msg.channel == SUBAGENT else main
 
-    sessions = SessionStore(workspace / "sessions", mask=Masker(config.secrets() | env_secrets()))
+    sessions = SessionStore(workspace / "sessions", mask=Masker(config.secrets() | env_secrets()),
+                            memory=int(config.sessions.memory_mb * 1_000_000))
     compactor = Compactor(config.agent.context_tokens, TokenCounter())
     service = AgentService(bus, sessions, profiles, ToolContext(workspace, config.tools, protected), usage,
                            config.agent, compactor, config.llm.max_tokens)

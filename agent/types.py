@@ -16,9 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from sys import intern
+from typing import Any, Literal, Protocol, TypeVar
 
 Block = dict[str, Any]
+_T = TypeVar("_T")
 Role = Literal["user", "assistant"]
 StopReason = Literal["end", "tool_use", "max_tokens", "refusal", "pause", "context_exceeded"]
 # What a tool returns: plain text, or text and image blocks (images by ``path`` in the workspace).
@@ -35,9 +37,16 @@ def result_text(content: Any) -> str:
     return str(content)
 
 
-@dataclass
+def shared(block: Block) -> Block:
+    """``block`` with its keys and its type as the one shared copy of each string (``sys.intern``): parsed
+    JSON gives every line its own, and a loaded history then takes a fifth more memory."""
+    return {intern(k): intern(v) if k == "type" and type(v) is str else v for k, v in block.items()}
+
+
+@dataclass(slots=True)
 class Message:
-    """One line of a session: who said what, when, and from where."""
+    """One line of a session: who said what, when, and from where. (Slots: a long-running daemon holds
+    thousands of these.)"""
 
     role: Role
     content: list[Block]
@@ -46,7 +55,16 @@ class Message:
     msg_id: str | None = None
     kind: str = "chat"  # chat | scheduled | notice | repair
     # Derived forms (rendered text, provider wire format), computed once: messages never change once stored.
-    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cache: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def derived(self, name: str, make: Callable[[Message], _T]) -> _T:
+        """``make(self)``, computed on first use and kept (``cache`` stays None until then)."""
+        if self.cache is None:
+            self.cache = {}
+        elif name in self.cache:
+            return self.cache[name]
+        value = self.cache[name] = make(self)
+        return value
 
     @classmethod
     def user_text(cls, text: str, **kw: Any) -> Message:
@@ -81,8 +99,10 @@ class Message:
             raise ValueError("message needs role user|assistant and a list of content blocks")
         if not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content):
             raise ValueError("every content block needs a string 'type'")
-        return cls(role, content, float(data.get("time", 0.0)), data.get("sender"),
-                   data.get("msg_id"), str(data.get("kind", "chat")))
+        sender, kind = data.get("sender"), str(data.get("kind", "chat"))
+        return cls("user" if role == "user" else "assistant", [shared(b) for b in content],
+                   float(data.get("time", 0.0)), intern(sender) if type(sender) is str else sender,
+                   data.get("msg_id"), intern(kind) if type(kind) is str else kind)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ import json.scanner
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any
 
-from agent.types import Message
+from agent.types import Message, shared
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Parsed:
     truncate_to: int | None = None  # cut the file to this many bytes to drop the torn tail
     torn_lines: int = 0  # how many lines that cuts off
     missing_newline: bool = False  # the last line is a good record without its "\n"
+    size: int = 0  # bytes read
     # False when no line can hold a tool block, so pairing needs no check: json.dumps writes the type
     # as "tool_use"/"tool_result" verbatim, and spelling it otherwise needs a \u escape.
     tool_blocks: bool = True
@@ -76,7 +78,8 @@ def parse_bytes(data: bytes) -> Parsed:
     unterminated = lines[-1] != b""
     if not unterminated:
         lines.pop()
-    parsed = Parsed(header_key=parse_header(lines[0]), tool_blocks=b'"tool_' in data or b"\\u" in data)
+    parsed = Parsed(header_key=parse_header(lines[0]), tool_blocks=b'"tool_' in data or b"\\u" in data,
+                    size=len(data))
     keep = _torn_tail_start(lines, unterminated)
     if keep < len(lines):
         parsed.torn_lines = len(lines) - keep
@@ -181,8 +184,10 @@ def _message(rec: dict[str, Any]) -> Message:
     for block in content:
         if type(block) is not dict or type(block.get("type")) is not str:
             raise ValueError("every content block needs a string 'type'")
-    return Message(role, content, float(rec.get("time", 0.0)), rec.get("sender"), rec.get("msg_id"),
-                   str(rec.get("kind", "chat")))
+    sender, kind = rec.get("sender"), rec.get("kind", "chat")
+    return Message("user" if role == "user" else "assistant", [shared(block) for block in content],
+                   float(rec.get("time", 0.0)), intern(sender) if type(sender) is str else sender, rec.get("msg_id"),
+                   intern(kind) if type(kind) is str else str(kind))
 
 
 def _add(parsed: Parsed, rec: Any) -> None:

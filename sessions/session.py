@@ -1,7 +1,7 @@
 """One conversation, backed by an append-only JSONL file. Get one from ``SessionStore.get``.
 
     session.append(Message.user_text("hi"), reply)   # one line each, one write, no rewrite
-    session.compact("They talked about ...", upto=40)
+    session.compact("They talked about ...", upto=40)   # messages[:40] -> the summary, and out of memory
     session.active()                                 # what still goes to the model verbatim
 
 Writes open the file in append mode, write every new line with a single ``os.write`` and close it
@@ -24,14 +24,21 @@ from agent.types import Message
 from sessions.reader import VERSION
 from sessions.repair import error_result, tool_use_ids
 
+# What a message takes in memory besides its text, measured (tests/sessions/test_store.py): its objects,
+# and the rendered and provider forms kept once it has been sent to a model.
+PER_MESSAGE = 1000
+
 
 @dataclass(eq=False)
 class Session:
     key: str
     path: Path
-    messages: list[Message] = field(default_factory=list)  # every message, in order
-    summary: str | None = None  # the latest compaction summary
-    upto: int = 0  # messages[:upto] are represented by ``summary``
+    # The messages not yet summarised, in order. The ones a compaction summarised stay in the file but
+    # leave memory (``base`` counts them), so a chat of months takes no more memory than its context.
+    messages: list[Message] = field(default_factory=list)
+    summary: str | None = None  # the latest compaction summary, standing for the ``base`` messages before
+    base: int = 0
+    size: int = 0  # about how many bytes of memory ``messages`` take (SessionStore keeps a budget)
     notices: list[str] = field(default_factory=list)  # for the user; the caller clears them once shown
     mask: Callable[[str], str] | None = field(default=None, repr=False)  # hides secrets in what is written
 
@@ -41,20 +48,28 @@ class Session:
         The file gets every string passed through ``mask`` (a key the user pasted is never stored);
         ``messages`` keeps them as they are for the rest of this process's turns."""
         if msgs:
-            _write(self.path, self.key, [_masked(m.to_json(), self.mask) for m in msgs])
+            written = _write(self.path, self.key, [_masked(m.to_json(), self.mask) for m in msgs])
             self.messages.extend(msgs)
+            self.size += written + PER_MESSAGE * len(msgs)
 
     def compact(self, summary: str, upto: int) -> None:
-        """Record that ``messages[:upto]`` are represented by ``summary`` from now on."""
+        """Record that ``messages[:upto]`` are represented by ``summary`` from now on, and let them go.
+        The file's record counts from its first message: ``base + upto``."""
         if not 0 <= upto <= len(self.messages):
             raise ValueError(f"upto must be between 0 and {len(self.messages)}, not {upto}")
         _write(self.path, self.key, [{"type": "compaction", "summary": self.mask(summary) if self.mask else summary,
-                                      "upto": upto, "time": round(time.time(), 3)}])
-        self.summary, self.upto = summary, upto
+                                      "upto": self.base + upto, "time": round(time.time(), 3)}])
+        self.drop(upto, summary)
+
+    def drop(self, count: int, summary: str) -> None:
+        """Let the first ``count`` messages go from memory (only): ``summary`` stands for them."""
+        kept = self.messages[count:]
+        self.size = self.size * len(kept) // max(len(self.messages), 1)  # messages are alike enough
+        self.summary, self.base, self.messages = summary, self.base + count, kept
 
     def active(self) -> list[Message]:
-        """The messages not covered by the summary."""
-        return self.messages[self.upto:]
+        """The messages not covered by the summary (a copy)."""
+        return list(self.messages)
 
     def repair_tail(self, reason: str) -> list[Message]:
         """Answer the last message's unanswered ``tool_use`` blocks with error results saying ``reason``.
@@ -98,8 +113,10 @@ def encode_lines(records: list[dict[str, Any]]) -> bytes:
         return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode("ascii")
 
 
-def _write(path: Path, key: str, records: list[dict[str, Any]]) -> None:
+def _write(path: Path, key: str, records: list[dict[str, Any]]) -> int:
+    """Append ``records`` (after a header, if the file is new); returns their length in bytes."""
     data = encode_lines(records)  # before opening: a record that cannot be encoded writes nothing
+    length = len(data)
     try:
         fd = _open_append(path)
     except OSError as exc:
@@ -112,6 +129,7 @@ def _write(path: Path, key: str, records: list[dict[str, Any]]) -> None:
         _write_all(fd, data, size, path)
     finally:
         os.close(fd)
+    return length
 
 
 def _open_append(path: Path) -> int:

@@ -11,6 +11,7 @@ File format (``telegram%3A123.jsonl``; every character outside ``[A-Za-z0-9_.-]`
     {"type":"header","version":1,"key":"telegram:123","created":1767225600.0}
     {"type":"message","role":"user","content":[...],"time":...}          # Message.to_json()
     {"type":"compaction","summary":"...","upto":40,"time":...}           # messages[:40] -> summary
+                                                            # (counted from the file's first message)
 
 Loading never raises for a damaged file (details in ``sessions.reader``): a torn tail is cut off
 (WARNING only: it is what a crash leaves), other bad lines are skipped (WARNING and a notice), tool
@@ -43,7 +44,7 @@ from urllib.parse import unquote
 from agent.errors import SessionError
 from sessions.reader import Parsed, Unreadable, read_header_key, read_session
 from sessions.repair import INTERRUPTED, repair_pairing
-from sessions.session import Session
+from sessions.session import PER_MESSAGE, Session
 
 __all__ = ["Session", "SessionStore"]
 
@@ -70,13 +71,15 @@ def encode_key(key: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, root: Path, mask: Callable[[str], str] | None = None, cached: int = 128) -> None:
+    def __init__(self, root: Path, mask: Callable[[str], str] | None = None, cached: int = 128,
+                 memory: int = 8_000_000) -> None:
         self.root = root
         self.mask = mask  # applied to every string written (agent.logs.Masker: configured secrets)
-        # The most recently used sessions stay in memory; an older one is read again from its file when
+        # The most recently used sessions stay in memory, at most ``cached`` of them and about ``memory``
+        # bytes (Session.size; the one in use always stays). An older one is read again from its file when
         # its chat comes back (the file is complete: every append is written at once). So memory stays
-        # bounded however many chats a long-running daemon has seen.
-        self.cached = cached
+        # bounded however many chats a long-running daemon has seen, and however long they grow.
+        self.cached, self.memory = cached, memory
         self._cache: dict[str, Session] = {}
         self._lock = threading.Lock()  # get() may run in worker threads; load each key once
 
@@ -89,10 +92,20 @@ class SessionStore:
             session = self._cache.pop(key, None)  # re-inserted last: the dict's order is the recency
             if session is None:
                 session = self._load(key)
-                while len(self._cache) >= self.cached:
-                    del self._cache[next(iter(self._cache))]
             self._cache[key] = session
+            self._trim()
             return session
+
+    def loaded(self) -> list[str]:
+        """The keys of the sessions held in memory, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def _trim(self) -> None:
+        """Let the least recently used sessions go until the cache is within its bounds."""
+        total = sum(s.size for s in self._cache.values())
+        while len(self._cache) > 1 and (len(self._cache) > self.cached or total > self.memory):
+            total -= self._cache.pop(next(iter(self._cache))).size
 
     def reset(self, key: str) -> Session:
         """Start over (/new): rename the current file to ``<name>.<YYYYmmddTHHMMSS>.jsonl``."""
@@ -176,6 +189,7 @@ def _fill(session: Session, parsed: Parsed) -> None:
             f"{'were' if count > 1 else 'was'} skipped (the file {session.path.name} still contains "
             f"{'them' if count > 1 else 'it'}).")
     session.messages, changes = repair_pairing(parsed.messages) if parsed.tool_blocks else (parsed.messages, 0)
+    session.size = parsed.size + PER_MESSAGE * len(session.messages)
     if changes:
         logger.warning("Re-paired %d tool call block(s) in %s", changes, session.path)
     if session.repair_tail(INTERRUPTED):
@@ -186,7 +200,8 @@ def _fill(session: Session, parsed: Parsed) -> None:
         summary, upto = parsed.compaction
         if upto > len(session.messages):  # it covered lines that are gone: record the clamp, or the
             session.compact(summary, len(session.messages))  # next messages would vanish into it
-        session.summary, session.upto = summary, min(upto, len(session.messages))
+        else:  # what the summary stands for is not kept in memory
+            session.drop(upto, summary)
 
 
 def _fix_tail(path: Path, parsed: Parsed) -> None:

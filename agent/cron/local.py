@@ -48,7 +48,7 @@ async def run_without_daemon(config: Config, config_path: Path | None, name: str
     start = time.time()
     mid = f"cron:{name}:{datetime.now().isoformat(timespec='seconds')}:by-hand"
     session = runtime.service.sessions.get(f"cron:{name}")
-    if len(session.messages) > session.upto:  # a fresh context, as the daemon gives each run
+    if session.messages:  # a fresh context, as the daemon gives each run
         session.compact("", len(session.messages))
     async with runtime.running():
         await runtime.bus.publish_inbound(Inbound(target.channel, target.chat, "cron", job_prompt(job, target, None),

@@ -102,7 +102,7 @@ class Runs:
         """Each run starts with an empty context: earlier runs stay in the file (behind a compaction
         mark), so a job never re-sends its whole history, and no file is added per run."""
         session = self.service.sessions.get(key)
-        if len(session.messages) > session.upto:
+        if session.messages:
             session.compact("", len(session.messages))
 
     async def _ask(self, job: Job, target: DeliverTo, slot: datetime | None, mid: str) -> Ending | None:

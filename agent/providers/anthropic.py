@@ -91,11 +91,7 @@ def to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages in the API's shape: same-role runs merged, empty text dropped, cache marks placed."""
     wire: list[dict[str, Any]] = []
     for msg in messages:
-        blocks = msg.cache.get("anthropic")
-        if blocks is None:
-            # The API rejects text blocks that are empty or only whitespace.
-            blocks = msg.cache["anthropic"] = [_block(b) for b in msg.content
-                                               if not (b.get("type") == "text" and not str(b.get("text", "")).strip())]
+        blocks = msg.derived("anthropic", _blocks)
         if wire and wire[-1]["role"] == msg.role:
             wire[-1]["content"].extend(blocks)
         else:
@@ -111,6 +107,11 @@ def to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     return wire
 
 
+def _blocks(msg: Message) -> list[Block]:
+    # The API rejects text blocks that are empty or only whitespace.
+    return [_block(b) for b in msg.content if not (b.get("type") == "text" and not str(b.get("text", "")).strip())]
+
+
 def _block(block: Block) -> Block:
     kind = block.get("type")
     if kind == "image":
@@ -123,6 +124,8 @@ def _block(block: Block) -> Block:
                 "is_error": bool(block.get("is_error"))}
     if kind == "tool_use":
         return {"type": "tool_use", "id": block["id"], "name": block["name"], "input": block.get("input", {})}
+    if kind == "text" and len(block) == 2 and type(block.get("text")) is str:
+        return block  # already in wire form: shared, not copied (to_wire copies before adding marks)
     return {"type": "text", "text": str(block.get("text", ""))}
 
 

@@ -174,10 +174,7 @@ def to_wire(system: str, messages: list[Message]) -> list[dict[str, Any]]:
     """Chat Completions messages: system first, tool results as ``tool`` messages, runs merged."""
     wire: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for msg in messages:
-        items = msg.cache.get("openai")
-        if items is None:
-            items = msg.cache["openai"] = _items(msg)
-        for item in items:
+        for item in msg.derived("openai", _items):
             _append(wire, dict(item))
     return wire
 

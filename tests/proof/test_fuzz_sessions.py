@@ -71,7 +71,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def _state(store: SessionStore, key: str) -> tuple[list[str], str | None, int]:
     session = store.get(key)
-    return [json.dumps(m.to_json(), sort_keys=True) for m in session.messages], session.summary, session.upto
+    return [json.dumps(m.to_json(), sort_keys=True) for m in session.messages], session.summary, session.base
 
 
 def _load_append_reload(data: bytes, key: str = "telegram:1") -> None:
@@ -83,14 +83,14 @@ def _load_append_reload(data: bytes, key: str = "telegram:1") -> None:
         store = SessionStore(root)
         store.path_for(key).write_bytes(data)
         before = _snapshot(parent)
-        messages, summary, upto = _state(store, key)  # must not raise
+        messages, summary, base = _state(store, key)  # must not raise
         extra = Message.user_text("after the fuzz")
         store.get(key).append(extra)
         after = _snapshot(parent)
         changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
         assert all(name.startswith("sessions" + os.sep) for name in changed), changed
         again = _state(SessionStore(root), key)
-        assert again == ([*messages, json.dumps(extra.to_json(), sort_keys=True)], summary, upto)
+        assert again == ([*messages, json.dumps(extra.to_json(), sort_keys=True)], summary, base)
 
 
 @FAST

@@ -402,8 +402,10 @@ def test_sessions_store_what_was_typed_with_secrets_masked(tmp_path: Path) -> No
     typed = Message.user_text(f"my key is {LLM_KEY}")
     session.append(typed, Message("assistant", [{"type": "tool_use", "id": "t1", "name": "remember",
                                                  "input": {"fact": f"key {LLM_KEY}"}}]))
+    assert session.messages[0] is typed  # this process's turns keep what the model already saw
+    assert SessionStore(tmp_path / "sessions").get("telegram:111").messages[0].text == "my key is ***"
     session.compact(f"They shared {LLM_KEY}", upto=1)
     stored = session.path.read_text()
     assert LLM_KEY not in stored and stored.count("***") == 3
-    assert session.messages[0] is typed  # this process's turns keep what the model already saw
-    assert SessionStore(tmp_path / "sessions").get("telegram:111").messages[0].text == "my key is ***"
+    reloaded = SessionStore(tmp_path / "sessions").get("telegram:111")
+    assert reloaded.summary == "They shared ***" and reloaded.messages[0].content[0]["input"]["fact"] == "key ***"

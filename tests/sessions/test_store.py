@@ -79,7 +79,7 @@ def test_round_trip(store: SessionStore) -> None:
     store.get(KEY).append(*msgs[2:])
     loaded = reload(store)
     assert dump(*loaded.messages) == dump(*msgs)
-    assert loaded.notices == [] and loaded.summary is None and loaded.upto == 0
+    assert loaded.notices == [] and loaded.summary is None and loaded.base == 0
 
 
 def test_file_format(store: SessionStore) -> None:
@@ -411,12 +411,13 @@ def test_garbage_appended_to_a_valid_file_never_breaks_loading(garbage: bytes) -
         with path.open("ab") as fh:
             fh.write(garbage)
         session = store.get(KEY)
-        assert dump(*session.messages[:4]) == dump(*ORIGINAL)
-        assert repair_pairing(session.messages)[1] == 0 and session.repair_tail("x") == []
+        kept = len(ORIGINAL) - session.base  # a compaction record may have summarised some of them
+        assert dump(*session.messages[:max(kept, 0)]) == dump(*ORIGINAL[session.base:])
+        assert session.repair_tail("x") == []
         size = path.stat().st_size
         second = reload(store)  # the first load left a file the next one takes as it is
         assert dump(*second.messages) == dump(*session.messages) and path.stat().st_size == size
-        assert (second.summary, second.upto) == (session.summary, session.upto)
+        assert (second.summary, second.base) == (session.summary, session.base)
         session.append(text("user", "after"))
         assert dump(*reload(store).messages) == dump(*session.messages)
 
@@ -439,19 +440,24 @@ def test_compaction_survives_reload_and_latest_wins(store: SessionStore) -> None
     session = store.get(KEY)
     session.append(*[text("user", str(i)) for i in range(6)])
     session.compact("first summary", 2)
-    session.compact("second summary", 4)
+    assert [m.text for m in session.messages] == ["2", "3", "4", "5"]  # the summarised ones left memory
+    session.compact("second summary", 2)  # counted from the messages still held
     assert session.summary == "second summary" and [m.text for m in session.active()] == ["4", "5"]
+    assert session.base == 4 and json.loads(session.path.read_bytes().splitlines()[-1])["upto"] == 4
     loaded = reload(store)
-    assert (loaded.summary, loaded.upto) == ("second summary", 4)
-    assert [m.text for m in loaded.active()] == ["4", "5"] and len(loaded.messages) == 6
+    assert (loaded.summary, loaded.base) == ("second summary", 4)
+    assert [m.text for m in loaded.active()] == ["4", "5"] and [m.text for m in loaded.messages] == ["4", "5"]
+    loaded.append(text("user", "6"))
+    loaded.compact("third summary", 1)
+    assert [m.text for m in reload(store).active()] == ["5", "6"] and reload(store).base == 5
     with pytest.raises(ValueError):
-        session.compact("too far", 7)
+        session.compact("too far", 3)
 
 
 def test_compaction_beyond_the_messages_is_clamped(store: SessionStore) -> None:
     write_file(store, text("user", "a"), {"type": "compaction", "summary": "s", "upto": 50, "time": 1.0})
     session = store.get(KEY)
-    assert session.upto == 1 and session.active() == []
+    assert session.base == 1 and session.active() == [] and session.messages == []
 
 
 def test_compaction_counts_repaired_messages(store: SessionStore) -> None:
@@ -543,3 +549,55 @@ def test_only_the_most_recently_used_sessions_stay_in_memory(tmp_path: Path) -> 
     assert [m.text for m in again.messages] == ["hello a:1"]
     again.append(Message.user_text("more"))
     assert [m.text for m in SessionStore(tmp_path / "sessions").get("a:1").messages] == ["hello a:1", "more"]
+
+
+def test_sessions_stay_within_the_memory_budget_and_come_back_whole(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions", memory=60_000)  # room for about two of these
+    for key in ("a:1", "b:1", "c:1"):
+        store.get(key).append(*[Message.user_text(f"{key} says {i}") for i in range(25)])
+    current = store.get("c:1")  # the budget is kept when a session is taken (appends grow it between)
+    assert store.loaded() == ["b:1", "c:1"] and sum(store.get(k).size for k in store.loaded()) <= 60_000
+    back = store.get("a:1")  # read again from its file
+    assert [m.text for m in back.messages] == [f"a:1 says {i}" for i in range(25)]
+    assert store.loaded() == ["c:1", "a:1"] and store.get("c:1") is current
+    big = store.get("d:1")
+    big.append(Message.user_text("x" * 100_000))  # alone over the budget: the one in use stays
+    assert store.get("d:1") is big and store.loaded() == ["d:1"]
+
+
+def test_the_size_estimate_follows_what_a_session_takes(tmp_path: Path) -> None:
+    """Session.size (what the budget counts) against tracemalloc, for short chat lines and for long
+    tool output, once the messages have been rendered and put in a provider's wire form."""
+    import tracemalloc
+
+    from agent.context import render
+    from agent.providers.anthropic import to_wire
+    writer = SessionStore(tmp_path / "sessions")
+    writer.get("short:1").append(*[m for i in range(300) for m in (
+        Message.user_text(f"please answer m{i:05d}", sender="5000", msg_id=str(1000 + i)),
+        Message("assistant", [{"type": "text", "text": f"here is the answer to m{i:05d}"}]))])
+    writer.get("long:1").append(*[m for i in range(20) for m in (asks(f"t{i}"), Message("user", [
+        {"type": "tool_result", "tool_use_id": f"t{i}", "content": "page text " * 2_000, "is_error": False}]))])
+    for key in ("short:1", "long:1"):
+        store = SessionStore(tmp_path / "sessions")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            session = store.get(key)
+            to_wire(render(session.active(), session.summary))
+            taken = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert 0.5 < session.size / taken < 2, (key, session.size, taken)
+
+
+def test_summarised_messages_leave_memory(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions")
+    session = store.get(KEY)
+    session.append(*[Message.user_text(f"line {i}") for i in range(100)])
+    size = session.size
+    session.compact("a summary", 90)
+    assert len(session.messages) == 10 and session.size < size / 5
+    reloaded = reload(store)  # the file keeps all 100 lines; memory only the 10 left
+    assert [m.text for m in reloaded.messages] == [f"line {i}" for i in range(90, 100)]
+    assert reloaded.size < size / 5 + 10_000 and len(reloaded.path.read_bytes().splitlines()) == 102
