@@ -54,16 +54,19 @@ class Message:
     sender: str | None = None
     msg_id: str | None = None
     kind: str = "chat"  # chat | scheduled | notice | repair
-    # Derived forms (rendered text, provider wire format), computed once: messages never change once stored.
-    cache: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Derived forms (rendered text, provider wire format), computed once: messages never change once
+    # stored. Names and values alternate in one flat tuple: a message has one or two, and a dict each
+    # would add a fifth to what a short message takes in memory.
+    cache: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def derived(self, name: str, make: Callable[[Message], _T]) -> _T:
-        """``make(self)``, computed on first use and kept (``cache`` stays None until then)."""
-        if self.cache is None:
-            self.cache = {}
-        elif name in self.cache:
-            return self.cache[name]
-        value = self.cache[name] = make(self)
+        """``make(self)``, computed on first use and kept."""
+        cache = self.cache
+        for index in range(0, len(cache), 2):
+            if cache[index] == name:
+                return cache[index + 1]
+        value = make(self)
+        self.cache = (*cache, name, value)
         return value
 
     @classmethod

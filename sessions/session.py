@@ -26,7 +26,7 @@ from sessions.repair import error_result, tool_use_ids
 
 # What a message takes in memory besides its text, measured (tests/sessions/test_store.py): its objects,
 # and the rendered and provider forms kept once it has been sent to a model.
-PER_MESSAGE = 1000
+PER_MESSAGE = 700
 
 
 @dataclass(eq=False)

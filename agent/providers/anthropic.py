@@ -109,7 +109,9 @@ def to_wire(messages: list[Message]) -> list[dict[str, Any]]:
 
 def _blocks(msg: Message) -> list[Block]:
     # The API rejects text blocks that are empty or only whitespace.
-    return [_block(b) for b in msg.content if not (b.get("type") == "text" and not str(b.get("text", "")).strip())]
+    blocks = [_block(b) for b in msg.content if not (b.get("type") == "text" and not str(b.get("text", "")).strip())]
+    same = len(blocks) == len(msg.content) and all(a is b for a, b in zip(blocks, msg.content, strict=True))
+    return msg.content if same else blocks  # already in wire form: kept once, not twice
 
 
 def _block(block: Block) -> Block:

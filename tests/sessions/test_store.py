@@ -552,11 +552,14 @@ def test_only_the_most_recently_used_sessions_stay_in_memory(tmp_path: Path) -> 
 
 
 def test_sessions_stay_within_the_memory_budget_and_come_back_whole(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "sessions", memory=60_000)  # room for about two of these
+    writer = SessionStore(tmp_path / "sessions")
     for key in ("a:1", "b:1", "c:1"):
-        store.get(key).append(*[Message.user_text(f"{key} says {i}") for i in range(25)])
-    current = store.get("c:1")  # the budget is kept when a session is taken (appends grow it between)
-    assert store.loaded() == ["b:1", "c:1"] and sum(store.get(k).size for k in store.loaded()) <= 60_000
+        writer.get(key).append(*[Message.user_text(f"{key} says {i}") for i in range(25)])
+    one = writer.get("a:1").size
+    store = SessionStore(tmp_path / "sessions", memory=int(one * 2.5))  # room for two of them
+    for key in ("a:1", "b:1", "c:1"):
+        current = store.get(key)
+    assert store.loaded() == ["b:1", "c:1"] and sum(store.get(k).size for k in store.loaded()) <= one * 2.5
     back = store.get("a:1")  # read again from its file
     assert [m.text for m in back.messages] == [f"a:1 says {i}" for i in range(25)]
     assert store.loaded() == ["c:1", "a:1"] and store.get("c:1") is current
@@ -588,7 +591,7 @@ def test_the_size_estimate_follows_what_a_session_takes(tmp_path: Path) -> None:
             taken = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
-        assert 0.5 < session.size / taken < 2, (key, session.size, taken)
+        assert 0.67 < session.size / taken < 1.5, (key, session.size, taken)
 
 
 def test_summarised_messages_leave_memory(tmp_path: Path) -> None:
