@@ -295,7 +295,7 @@ class CronConfig(Strict):
 
 class SessionsConfig(Strict):
     archive_after_days: float = Field(30, ge=0)
-    memory_mb: float = Field(8, ge=0)  # conversations kept loaded between turns (an estimate)
+    memory_mb: float = Field(4, ge=0)  # conversations kept loaded between turns (an estimate)
 
 
 class LoggingConfig(Strict):

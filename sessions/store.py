@@ -72,7 +72,7 @@ def encode_key(key: str) -> str:
 
 class SessionStore:
     def __init__(self, root: Path, mask: Callable[[str], str] | None = None, cached: int = 128,
-                 memory: int = 8_000_000) -> None:
+                 memory: int = 4_000_000) -> None:
         self.root = root
         self.mask = mask  # applied to every string written (agent.logs.Masker: configured secrets)
         # The most recently used sessions stay in memory, at most ``cached`` of them and about ``memory``
