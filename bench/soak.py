@@ -358,6 +358,7 @@ def table(run: Run, llm: SoakLLM, tg: SoakTelegram, rep: Report) -> str:
         ("RSS connected, before any message", f"{run.idle_rss:.1f} MB", ""),
         ("RSS at start (after the first reply) / end", f"{run.rss[0]:.1f} MB / {run.rss[1]:.1f} MB ({growth:+.1f}%)",
          "growth < 10%"),
+        ("RSS after the first minute of traffic / end", _after_a_minute(run), ""),
         ("open file descriptors at start / end", f"{run.fds[0]} / {run.fds[1]}", ""),
         ("latency added, LLM ok first try: p50 / p99",
          f"{statistics.median(rep.lat_all):.0f} ms / {percentile(rep.lat_all, 0.99):.0f} ms (n={len(rep.lat_all):,})",
@@ -375,6 +376,13 @@ def table(run: Run, llm: SoakLLM, tg: SoakTelegram, rep: Report) -> str:
     lines = ["| measure | result | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def _after_a_minute(run: Run) -> str:
+    later = [rss for t, rss, *_ in run.samples if t >= 60]
+    if not later or not run.rss[1]:
+        return "n/a"
+    return f"{later[0]:.1f} MB / {run.rss[1]:.1f} MB ({(run.rss[1] - later[0]) / later[0] * 100:+.1f}%)"
 
 
 def trajectory(run: Run) -> str:

@@ -6,7 +6,7 @@
 
 Append-only lines; expired entries are dropped when the file is rewritten at start. At most
 ``max_entries`` (the newest) are kept, about 115 bytes of memory each: a redelivery comes within
-minutes (a crash before the platform was told, a retry), never 50,000 messages later.
+minutes (a crash before the platform was told, a retry), never 10,000 messages later.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class SeenStore:
-    def __init__(self, path: Path, ttl: float = 7 * 86400, max_entries: int = 50_000) -> None:
+    def __init__(self, path: Path, ttl: float = 7 * 86400, max_entries: int = 10_000) -> None:
         self.path, self.ttl, self.max_entries = path, ttl, max_entries
         self._seen: dict[str, float] = {}
         self._load()

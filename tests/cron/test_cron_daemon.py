@@ -328,6 +328,8 @@ async def test_each_run_starts_with_an_empty_context_in_one_session_file(tmp_pat
                 for minute in (0, 5, 10):
                     move(traveller, daemon, at(23, 9, minute, 0.1))
                     await until(lambda m=minute: len(runs(config)) == m // 5 + 1)  # ended, not just sent
+                held = daemon.runtime.sessions.get("cron:every-5")  # earlier runs left memory, not just the prompt
+                assert [m.role for m in held.messages] == ["user", "assistant"] and held.base == 4
     assert [len(r.body["messages"]) for r in fake_llm.requests] == [1, 1, 1]  # no history re-sent
     files = sorted(p.name for p in (config.workspace_path / "sessions").glob("cron*"))
     assert files == ["cron%3Aevery-5.jsonl"]
