@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,8 @@ def _rendered(msg: Message) -> Message:
         return _with_tool_images(msg)
     if msg.role != "user" or msg.kind not in ("chat", "scheduled"):
         return msg
+    if any(b.get("type") == "image" for b in msg.content):
+        return _with_time(msg)  # an image's bytes are read for each request, never kept between turns
     return msg.derived("rendered", _with_time)
 
 
@@ -142,16 +145,17 @@ class TokenCounter:
     """Running token estimate per session; adds only messages appended since the last call."""
 
     def __init__(self) -> None:
-        # key -> (which list of which session, counted, tokens): a compaction, /new or a reload starts over
-        self._seen: dict[str, tuple[tuple[int, int], int, int]] = {}
+        # session -> (its base, messages counted, tokens); forgotten with the session (/new, eviction),
+        # and a compaction (a new base) starts over
+        self._seen: weakref.WeakKeyDictionary[Session, tuple[int, int, int]] = weakref.WeakKeyDictionary()
 
     def active_tokens(self, session: Session) -> int:
-        messages, which = session.messages, (id(session.messages), session.base)
-        prev, counted, tokens = self._seen.get(session.key, (which, 0, 0))
-        if prev != which or counted > len(messages):
+        messages = session.messages
+        base, counted, tokens = self._seen.get(session, (session.base, 0, 0))
+        if base != session.base or counted > len(messages):
             counted, tokens = 0, 0
         tokens += sum(estimate(m) for m in messages[counted:])
-        self._seen[session.key] = (which, len(messages), tokens)
+        self._seen[session] = (session.base, len(messages), tokens)
         return tokens
 
 

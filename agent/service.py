@@ -37,6 +37,9 @@ HELP = ("Commands: /new starts a fresh conversation (the old one is kept on disk
         "token use and cost, /stop cancels the running answer, /help shows this.")
 
 
+Item = tuple[Inbound, str | None] | Callable[[Session], object]  # a message (and the turn it resumes), or a change
+
+
 @dataclass
 class Turn:
     msg: Inbound
@@ -63,7 +66,7 @@ class AgentService:
         self.bus, self.sessions, self.profiles, self.tool_ctx = bus, sessions, profiles, tool_ctx
         self.usage, self.agent = usage, agent
         self.compactor, self.max_tokens = compactor, max_tokens
-        self._queues: dict[str, asyncio.Queue[tuple[Inbound, str | None] | Message]] = {}
+        self._queues: dict[str, asyncio.Queue[Item]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
         self._slots = asyncio.Semaphore(agent.max_concurrent_turns)
@@ -88,9 +91,14 @@ class AgentService:
 
     def append_later(self, key: str, message: Message) -> None:
         """Add ``message`` to session ``key`` after the turns queued for it (a scheduled message it was sent)."""
-        self._queue(key).put_nowait(message)
+        self.later(key, lambda session: session.append(message))
 
-    def _queue(self, key: str) -> asyncio.Queue[tuple[Inbound, str | None] | Message]:
+    def later(self, key: str, change: Callable[[Session], object]) -> None:
+        """Apply ``change`` to session ``key`` in its queue: after the turns queued before, before the ones
+        queued after, never while one of them runs (e.g. a cron run's fresh context)."""
+        self._queue(key).put_nowait(change)
+
+    def _queue(self, key: str) -> asyncio.Queue[Item]:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = asyncio.Queue()
@@ -119,18 +127,18 @@ class AgentService:
         """Turns running now."""
         return len(self._running)
 
-    async def _worker(self, key: str, queue: asyncio.Queue[tuple[Inbound, str | None] | Message]) -> None:
+    async def _worker(self, key: str, queue: asyncio.Queue[Item]) -> None:
         while True:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 del self._queues[key]
                 return
-            if isinstance(item, Message):
+            if callable(item):
                 try:
-                    (await asyncio.to_thread(self.sessions.get, key)).append(item)
+                    item(await asyncio.to_thread(self.sessions.get, key))
                 except ReverieError:
-                    logger.exception("could not add a scheduled message to %s", key)
+                    logger.exception("could not change session %s", key)
                 continue
             msg, resume = item
             async with self._child_slots if msg.channel == SUBAGENT else self._slots:

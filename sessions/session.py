@@ -46,7 +46,7 @@ class Session:
         """Write one line per message and add them to ``messages``. SessionError if the write fails.
 
         The file gets every string passed through ``mask`` (a key the user pasted is never stored);
-        ``messages`` keeps them as they are for the rest of this process's turns."""
+        ``messages`` keeps them as they are while the session stays loaded (read again, it has the mask)."""
         if msgs:
             written = _write(self.path, self.key, [_masked(m.to_json(), self.mask) for m in msgs])
             self.messages.extend(msgs)
@@ -54,7 +54,7 @@ class Session:
 
     def compact(self, summary: str, upto: int) -> None:
         """Record that ``messages[:upto]`` are represented by ``summary`` from now on, and let them go.
-        The file's record counts from its first message: ``base + upto``."""
+        The file's record counts every message a load yields (``base + upto``), not only those held."""
         if not 0 <= upto <= len(self.messages):
             raise ValueError(f"upto must be between 0 and {len(self.messages)}, not {upto}")
         _write(self.path, self.key, [{"type": "compaction", "summary": self.mask(summary) if self.mask else summary,

@@ -11,7 +11,7 @@ File format (``telegram%3A123.jsonl``; every character outside ``[A-Za-z0-9_.-]`
     {"type":"header","version":1,"key":"telegram:123","created":1767225600.0}
     {"type":"message","role":"user","content":[...],"time":...}          # Message.to_json()
     {"type":"compaction","summary":"...","upto":40,"time":...}           # messages[:40] -> summary
-                                                            # (counted from the file's first message)
+                                                            # (counted over every message a load yields)
 
 Loading never raises for a damaged file (details in ``sessions.reader``): a torn tail is cut off
 (WARNING only: it is what a crash leaves), other bad lines are skipped (WARNING and a notice), tool
@@ -102,10 +102,12 @@ class SessionStore:
             return list(self._cache)
 
     def _trim(self) -> None:
-        """Let the least recently used sessions go until the cache is within its bounds."""
+        """Let the least recently used sessions go until the cache is within its bounds. The one just
+        taken stays, and so does one with notices not yet shown (a reload would not repeat them)."""
         total = sum(s.size for s in self._cache.values())
-        while len(self._cache) > 1 and (len(self._cache) > self.cached or total > self.memory):
-            total -= self._cache.pop(next(iter(self._cache))).size
+        spare = [key for key, s in list(self._cache.items())[:-1] if not s.notices]
+        while spare and (len(self._cache) > self.cached or total > self.memory):
+            total -= self._cache.pop(spare.pop(0)).size
 
     def reset(self, key: str) -> Session:
         """Start over (/new): rename the current file to ``<name>.<YYYYmmddTHHMMSS>.jsonl``."""

@@ -16,6 +16,7 @@ from agent.cron.jobs import Job, JobStore, default_target
 from agent.cron.runs import Run, RunLog
 from agent.service import NOTHING_TO_SEND
 from agent.types import Message
+from sessions import Session
 
 NOTHING_SENT = "nothing to send"  # a run's detail when the agent answered NOTHING_TO_SEND
 
@@ -47,9 +48,7 @@ async def run_without_daemon(config: Config, config_path: Path | None, name: str
     target = job.spec.deliver_to or default_target(config) or DeliverTo(channel="terminal", chat="cron")
     start = time.time()
     mid = f"cron:{name}:{datetime.now().isoformat(timespec='seconds')}:by-hand"
-    session = runtime.service.sessions.get(f"cron:{name}")
-    if session.messages:  # a fresh context, as the daemon gives each run
-        session.compact("", len(session.messages))
+    fresh(runtime.service.sessions.get(f"cron:{name}"))  # as the daemon gives each run
     async with runtime.running():
         await runtime.bus.publish_inbound(Inbound(target.channel, target.chat, "cron", job_prompt(job, target, None),
                                                   message_id=mid, scheduled=True, scope=f"cron:{name}"))
@@ -66,3 +65,11 @@ async def run_without_daemon(config: Config, config_path: Path | None, name: str
     # like a scheduled run, but no last_slot: running by hand never stands for a slot
     log.mark(name, last_start=run.start, last_end=run.end, last_outcome=run.outcome)
     return run, out.text
+
+
+def fresh(session: Session) -> None:
+    """Each run starts with an empty context: earlier runs stay in the file (behind a compaction mark),
+    so a job never re-sends its whole history, and no file is added per run. The daemon applies it in
+    the session's queue (AgentService.later), never under a turn still working on it."""
+    if session.messages:
+        session.compact("", len(session.messages))

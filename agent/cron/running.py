@@ -24,7 +24,7 @@ from agent.bus import Inbound, Outbound
 from agent.config import Config, DeliverTo
 from agent.cron.expr import zone
 from agent.cron.jobs import Job
-from agent.cron.local import job_prompt, scheduled_note
+from agent.cron.local import fresh, job_prompt, scheduled_note
 from agent.cron.runs import JobState, Outcome, Run, RunLog
 from agent.service import AgentService
 from agent.usage import UsageLog
@@ -81,7 +81,7 @@ class Runs:
         if stamp is not None:
             changes["last_slot"] = stamp
         self.log.mark(spec.name, **changes)  # before publishing: a restart never repeats this slot
-        await asyncio.to_thread(self._fresh, f"cron:{spec.name}")
+        self.service.later(f"cron:{spec.name}", fresh)
         for attempt in (1, 2):
             calls = self.usage.calls[f"cron:{spec.name}"]
             ending = await self._ask(job, target, slot, mid)
@@ -97,13 +97,6 @@ class Runs:
             mid += ":retry"
         assert ending is not None
         return await self._conclude(job, target, Run(spec.name, stamp, start, None, "ok", request=request), ending)
-
-    def _fresh(self, key: str) -> None:
-        """Each run starts with an empty context: earlier runs stay in the file (behind a compaction
-        mark), so a job never re-sends its whole history, and no file is added per run."""
-        session = self.service.sessions.get(key)
-        if session.messages:
-            session.compact("", len(session.messages))
 
     async def _ask(self, job: Job, target: DeliverTo, slot: datetime | None, mid: str) -> Ending | None:
         """Publish the job's message and wait for its answer's fate; None if the gateway had seen it."""

@@ -96,6 +96,28 @@ def test_same_role_messages_are_merged_and_empty_text_dropped() -> None:
     assert wire[1]["content"][0]["text"] == "(empty)"
 
 
+def test_wire_forms_share_blocks_with_the_session_but_never_change_them(tmp_path: Path) -> None:
+    """The Anthropic form reuses a message's own blocks (no copy): building requests, marks for prompt
+    caching included, must leave the session's messages as they were, turn after turn."""
+    from agent.context import render
+    from agent.providers import openai_compat
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG fake")
+    history = [Message.user_text("first"), Message("assistant", [{"type": "text", "text": "one"}]),
+               Message("user", [{"type": "text", "text": "look"},
+                                {"type": "image", "media_type": "image/png", "path": str(image)}]),
+               Message("assistant", [{"type": "text", "text": "a cat"}]), Message.user_text("last")]
+    before = json.dumps([m.content for m in history])
+    requests = []
+    for _ in range(3):  # the later ones from the kept forms
+        rendered = render(history, "a summary")
+        requests.append(json.dumps([to_wire(rendered), openai_compat.to_wire("system", rendered)]))
+    assert json.dumps([m.content for m in history]) == before
+    assert requests[0] == requests[1] == requests[2] and "cache_control" in requests[0]
+    assert render(history, None)[2] is not render(history, None)[2]  # image bytes are never kept
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()

@@ -3,7 +3,8 @@ talk to it (some turns call tools), a cron job fires every 2 s, Dream runs and a
 
 Afterwards: every message got a reply, never twice unmarked (a reply the platform confirmed just
 before a kill may be sent again, marked as delayed); every session file loads; the memory
-repository is consistent; no cron slot ran twice; no MCP server process is left over.
+repository is consistent; no cron slot ran twice, and a one-shot due during the kills ran once; no
+MCP server process is left over.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,11 @@ def config_for(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram) -> Path:
                       "allow_from": [str(c) for c in CHATS]}],
         "owner": {"telegram": [str(CHATS[0])]},
         "cron_jobs": [{"name": "tick", "every": 2, "message": "tick", "deliver_to": {"channel": "telegram",
-                                                                                     "chat": str(CHATS[0])}}],
+                                                                                     "chat": str(CHATS[0])}},
+                      # a one-shot due while the kills go on: it may be cut mid-run or come due while down
+                      {"name": "stretch", "at": (datetime.now().astimezone() + timedelta(seconds=15)).isoformat(),
+                       "message": "remind me to stretch", "deliver_to": {"channel": "telegram",
+                                                                          "chat": str(CHATS[1])}}],
         "memory": {"dream": {"interval_minutes": 0.05}},
         "mcp_servers": [{"name": "basic", "command": sys.executable, "args": [str(SERVER)]}],
         "logging": {"level": "WARNING"},
@@ -71,7 +77,7 @@ def respond(rec: Recorded) -> Any:
         return Delay(pause, Turn(text=f"reply to {asked[-1] if asked else '?'} after a tool"))
     word = re.findall(r"\bm\d+\b", text)
     if "[Scheduled job" in text:
-        return Delay(pause, Turn(text="tick done"))
+        return Delay(pause, Turn(text="time to stretch" if "stretch" in text else "tick done"))
     if word and int(word[-1][1:]) % 3 == 0:  # every third message makes the model use a tool first
         return Delay(pause, Turn(tool_calls=[("write_file", {"path": f"notes/{word[-1]}.txt", "content": "x"})]))
     return Delay(pause, Turn(text=f"reply to {word[-1] if word else '?'}"))
@@ -112,7 +118,7 @@ async def test_twenty_kills_lose_nothing_and_repeat_nothing(tmp_path: Path, fake
         proc = await start(config, tmp_path)
         try:
             async with asyncio.timeout(120):
-                while len(replies(tg)) < sent or not _dreamt(tmp_path / "ws"):
+                while len(replies(tg)) < sent or not _dreamt(tmp_path / "ws") or not _stretched(tg):
                     await asyncio.sleep(0.2)
             await asyncio.sleep(1.0)  # room for a duplicate to show up
         finally:
@@ -129,7 +135,14 @@ async def test_twenty_kills_lose_nothing_and_repeat_nothing(tmp_path: Path, fake
     slots = Counter(r.scheduled for r in RunLog(workspace / "cron").runs(limit=10_000)
                     if r.outcome == "ok" and r.scheduled is not None)
     assert slots and max(slots.values()) == 1  # no cron slot ran twice
+    stretch = [str(m.get("text")) for m in tg.sent if "time to stretch" in str(m.get("text"))]
+    assert len([t for t in stretch if not t.startswith("(Delayed")]) <= 1 and stretch  # the one-shot: once
+    assert [r.outcome for r in RunLog(workspace / "cron").runs(limit=10_000) if r.job == "stretch"] == ["ok"]
     assert _leftover_servers() == []
+
+
+def _stretched(tg: FakeTelegram) -> bool:
+    return any("time to stretch" in str(m.get("text")) for m in tg.sent)
 
 
 async def _serving(workspace: Path, pid: int) -> None:

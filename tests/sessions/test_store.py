@@ -604,3 +604,19 @@ def test_summarised_messages_leave_memory(tmp_path: Path) -> None:
     reloaded = reload(store)  # the file keeps all 100 lines; memory only the 10 left
     assert [m.text for m in reloaded.messages] == [f"line {i}" for i in range(90, 100)]
     assert reloaded.size < size / 5 + 10_000 and len(reloaded.path.read_bytes().splitlines()) == 102
+
+
+def test_a_session_with_notices_to_show_is_not_let_go(tmp_path: Path) -> None:
+    root = tmp_path / "sessions"
+    store = SessionStore(root, memory=1)  # nothing but the session in use fits
+    path = store.path_for("a:1")
+    root.mkdir()
+    path.write_bytes(b"not a session\n")  # quarantined on load, with a notice for the chat
+    loaded = store.get("a:1")
+    assert loaded.notices
+    store.get("b:1").append(Message.user_text("meanwhile"))
+    store.get("c:1")
+    assert store.get("a:1") is loaded and loaded.notices  # the notice is still there to be shown
+    loaded.notices.clear()  # shown
+    store.get("b:1")
+    assert "a:1" not in store.loaded()
