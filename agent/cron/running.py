@@ -95,6 +95,7 @@ class Runs:
                            ending[2].text[:200], self.retry_delay)
             await asyncio.sleep(self.retry_delay)
             mid += ":retry"
+            self.log.mark(spec.name, running=mid)  # a restart during the retry finishes this one
         assert ending is not None
         return await self._conclude(job, target, Run(spec.name, stamp, start, None, "ok", request=request), ending)
 

@@ -230,6 +230,25 @@ async def test_a_failure_before_any_model_call_is_retried_once(tmp_path: Path, f
     assert sent(tg)[-1] == "Second try worked."
 
 
+async def test_a_stop_during_the_retry_is_finished_after_the_restart(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Fail(500, "api_error", "internal"), Delay(30, Turn(text="too late")),
+                    Turn(text="Finished after all."))
+    job = {"name": "morning", "schedule": "0 9 * * *", "message": "Brief me"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, fake_llm, tg, job)
+        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
+            async with running(config) as daemon:
+                assert daemon.cron is not None
+                daemon.cron.retry_delay = 0.1
+                move(traveller, daemon, at(23, 9, 0, 0.1))
+                await until(lambda: len(fake_llm.requests) == 2)  # the retry is waiting for the model
+            async with running(config):  # the stop cut the retry's turn: the journal resumes it
+                await until(lambda: any("Finished after all." in text for text in sent(tg)))
+                await until(lambda: len(runs(config)) == 1)
+    (run,) = runs(config)  # the retry's answer is the run's, recorded once
+    assert run.outcome == "ok" and "after a restart" in run.detail, run
+
+
 async def test_cron_run_without_a_daemon_runs_the_turn_here_and_says_it_was_not_delivered(
         tmp_path: Path, fake_llm: FakeLLM) -> None:
     import yaml
