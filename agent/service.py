@@ -175,8 +175,11 @@ class AgentService:
         for index in range(len(messages) - 1, -1, -1):
             m = messages[index]
             if m.role == "user" and m.msg_id == msg.message_id and abs(m.time - msg.time) < 0.01:
-                last = messages[-1]
-                if index < len(messages) - 1 and last.role == "assistant" and not last.tool_uses:
+                own = messages[index + 1:]  # this turn's steps: up to the next message from a person
+                end = next((i for i, x in enumerate(own) if x.role == "user" and x.kind in ("chat", "scheduled")
+                            and not x.tool_results), len(own))
+                last = own[end - 1] if end else None
+                if last is not None and last.role == "assistant" and not last.tool_uses:
                     return last.text or "(The model returned an empty answer.)"
                 return True
         return False

@@ -152,6 +152,27 @@ async def test_turn_whose_answer_was_ready_is_delivered_without_a_new_model_call
     assert fake_llm.requests == []
 
 
+async def test_two_resumed_turns_each_get_their_own_answer(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    # The first turn's answer was stored, the crash came before its reply was journaled, and the
+    # second message had already reached the session.
+    runtime = runtime_for(tmp_path, fake_llm)
+    first = Inbound("test", "c1", "u1", "question one", message_id="9")
+    second = Inbound("test", "c1", "u1", "question two", message_id="10")
+    runtime.sessions.get(first.session_key).append(
+        Message.user_text("question one", msg_id="9", time=first.time),
+        Message("assistant", [{"type": "text", "text": "answer one"}]),
+        Message.user_text("question two", msg_id="10", time=second.time))
+    fake_llm.script(Turn(text="answer two"))
+    async with runtime.running():
+        runtime.service.dispatch(first, resume="t-one")
+        runtime.service.dispatch(second, resume="t-two")
+        chat = Chat(runtime)
+        replies = [await chat.final(), await chat.final()]
+    assert [(r.turn_id, r.text.split("\n\n")[-1]) for r in replies] == [("t-one", "answer one"),
+                                                                       ("t-two", "answer two")]
+    assert len(fake_llm.requests) == 1 and "question one" in json.dumps(fake_llm.requests[0].body)
+
+
 async def test_turn_cut_by_a_crash_mid_tool_continues_from_the_session(tmp_path: Path, fake_llm: FakeLLM) -> None:
     runtime = runtime_for(tmp_path, fake_llm)
     msg = Inbound("test", "c1", "u1", "list files", message_id="11")
