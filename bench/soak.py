@@ -11,7 +11,7 @@ midway on 5%, a stall beyond ``llm.timeout`` on 2%. The Telegram stand-in fails 
 Prints a Markdown table: messages lost and duplicated, RSS and open file descriptors of the daemon at the
 start and at the end (last reply + 10 s), and the latency the daemon adds. The start is after one message
 from a chat outside the traffic was answered, plus 30 s idle; RSS connected but before that message is
-printed too (the first answer builds the SDK's response types, about 3 MB, once).
+printed too (the first answer builds the SDK's response types, about 2.5 MB, once).
 """
 
 from __future__ import annotations
