@@ -21,9 +21,11 @@ Lines are split on ``\\n`` bytes only: U+2028 and friends may appear raw inside 
 
 from __future__ import annotations
 
+import io
 import json
 import json.scanner
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
@@ -59,65 +61,74 @@ class Parsed:
 
 
 def read_session(path: Path) -> Parsed | None:
-    """Parse ``path``; None when it does not exist or is empty. OSError for other I/O failures."""
+    """Parse ``path``; None when it does not exist or is empty. OSError for other I/O failures.
+
+    The file is read a line at a time, so a load holds what it parsed, never the file's bytes too."""
     try:
-        data = path.read_bytes()
+        fh = path.open("rb")
     except FileNotFoundError:
         return None
-    if not data:
-        return None
-    return parse_bytes(data)
+    with fh:
+        return _parse(fh)
 
 
 def parse_bytes(data: bytes) -> Parsed:
     """Parse the whole content of a session file (e.g. one unpacked from an archive); Unreadable if
     it has no header line (an empty file has none)."""
-    if not data:
+    parsed = _parse(io.BytesIO(data))
+    if parsed is None:
         raise Unreadable("the file is empty")
-    lines = data.split(b"\n")
-    unterminated = lines[-1] != b""
-    if not unterminated:
-        lines.pop()
-    parsed = Parsed(header_key=parse_header(lines[0]), tool_blocks=b'"tool_' in data or b"\\u" in data,
-                    size=len(data))
-    keep = _torn_tail_start(lines, unterminated)
-    if keep < len(lines):
-        parsed.torn_lines = len(lines) - keep
-        parsed.truncate_to = len(data) - sum(len(raw) + 1 for raw in lines[keep:]) + (1 if unterminated else 0)
-    elif unterminated:
-        parsed.missing_newline = True  # the last line is a whole record, only its newline is missing
-    messages = parsed.messages
-    for number in range(2, keep + 1):
-        raw = lines[number - 1]
+    return parsed
+
+
+def _parse(lines: Iterable[bytes]) -> Parsed | None:
+    """Parse lines as a binary file yields them (each with its ``\\n``, except perhaps the last).
+
+    Lines that are not JSON wait in ``suspect`` (their number, where they start, whether blank) until
+    a JSON line shows they are not the torn tail; then they are bad lines, or ignored if blank."""
+    it = iter(lines)
+    first = next(it, b"")
+    if not first:
+        return None
+    parsed = Parsed(header_key=parse_header(first.removesuffix(b"\n")), tool_blocks=False)
+    offset, number, last = len(first), 1, first
+    suspect: list[tuple[int, int, bool]] = []
+    for last in it:
+        number, start, offset = number + 1, offset, offset + len(last)
+        raw = last.removesuffix(b"\n")
+        parsed.tool_blocks = parsed.tool_blocks or b'"tool_' in raw or b"\\u" in raw
         try:  # fast path for a well-formed message line; anything else takes the careful one
             text = raw.decode("utf-8")
             rec, end = _scan(text, 0)
             if end == len(text) and rec["type"] == "message":
-                messages.append(_message(rec))
+                parsed.messages.append(_message(rec))
+                _clear(parsed, suspect)
                 continue
         except (ValueError, KeyError, TypeError, IndexError, StopIteration, RecursionError, OverflowError):
             pass
-        if not _take(parsed, raw):
-            parsed.bad_lines.append(number)
+        try:
+            rec = _json(raw)
+        except ValueError:
+            suspect.append((number, start, not raw.strip()))
+            continue
+        if last.endswith(b"\n") or _keep(Parsed(header_key=None), rec):  # an unterminated last line must be whole
+            _clear(parsed, suspect)
+            if not _keep(parsed, rec):
+                parsed.bad_lines.append(number)
+        else:
+            suspect.append((number, start, False))
+    parsed.size = offset
+    if suspect:
+        parsed.torn_lines, parsed.truncate_to = len(suspect), suspect[0][1]
+    elif not last.endswith(b"\n"):
+        parsed.missing_newline = True  # the last line is a whole record, only its newline is missing
     return parsed
 
 
-def _torn_tail_start(lines: list[bytes], unterminated: bool) -> int:
-    """How many lines to keep: the lines after the last JSON line (not the header) are a torn tail.
-
-    An unterminated last line is torn unless it is a complete, valid record.
-    """
-    keep = len(lines)
-    if unterminated and keep > 1 and not _take(Parsed(header_key=None), lines[-1]):
-        keep -= 1
-    while keep > 1:
-        try:
-            _json(lines[keep - 1])
-        except ValueError:  # blank, not UTF-8, not JSON, or cut short
-            keep -= 1
-            continue
-        break
-    return keep
+def _clear(parsed: Parsed, suspect: list[tuple[int, int, bool]]) -> None:
+    """A JSON line came after ``suspect``: they are not the torn tail but bad lines (blank ones are fine)."""
+    parsed.bad_lines.extend(number for number, _start, blank in suspect if not blank)
+    suspect.clear()
 
 
 def parse_header(raw: bytes) -> str | None:
@@ -144,12 +155,8 @@ def read_header_key(path: Path) -> str | None:
         return None
 
 
-def _take(parsed: Parsed, raw: bytes) -> bool:
-    """Add one line's record to ``parsed``; False if the line is neither a valid record nor blank."""
-    try:
-        rec = _json(raw)
-    except ValueError:
-        return not raw.strip()
+def _keep(parsed: Parsed, rec: Any) -> bool:
+    """Add one record to ``parsed``; False if it is not a valid one."""
     try:
         _add(parsed, rec)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: a "time" of 10**400

@@ -594,6 +594,26 @@ def test_the_size_estimate_follows_what_a_session_takes(tmp_path: Path) -> None:
         assert 0.67 < session.size / taken < 1.5, (key, session.size, taken)
 
 
+def test_a_load_never_holds_the_whole_file_besides_what_it_parsed(tmp_path: Path) -> None:
+    """Read a line at a time: the peak of a load is what it keeps plus about one line, where reading
+    the file whole and splitting it would add two more copies of the file."""
+    import tracemalloc
+    writer = SessionStore(tmp_path / "sessions")
+    writer.get(KEY).append(*[Message.user_text(f"{i} " + "words " * 2_000) for i in range(200)])  # 2.4 MB
+    file_size = writer.path_for(KEY).stat().st_size
+    store = SessionStore(tmp_path / "sessions")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        session = store.get(KEY)
+        kept, peak = (n - before for n in tracemalloc.get_traced_memory())
+    finally:
+        tracemalloc.stop()
+    assert len(session.messages) == 200 and kept > file_size * 0.9
+    assert peak - kept < file_size / 4, (file_size, kept, peak)
+
+
 def test_summarised_messages_leave_memory(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "sessions")
     session = store.get(KEY)
