@@ -41,3 +41,18 @@ def test_only_the_newest_entries_are_kept(tmp_path: Path) -> None:
     assert len(path.read_text().splitlines()) == len(kept)  # the file was rewritten with them
     reloaded = [n for n in range(250) if SeenStore(path, max_entries=100).seen("slack", "C1", str(n))]
     assert reloaded == kept[-90:]  # a load keeps the newest nine tenths, leaving room to grow
+
+
+def test_a_rewrite_keeps_the_entries_it_holds_instead_of_reading_them_back(tmp_path: Path) -> None:
+    import tracemalloc
+    seen = SeenStore(tmp_path / "seen.jsonl", max_entries=10_000)
+    for n in range(10_000):
+        seen.add("telegram", "42", str(n))
+    tracemalloc.start()
+    try:
+        seen.add("telegram", "42", "10000")  # one over: the table is trimmed and the file rewritten
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len((tmp_path / "seen.jsonl").read_text().splitlines()) == 9_000
+    assert peak - current < 1_000_000, (current, peak)  # reading 10,000 lines back took 2.5 MB more
