@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 from agent.daemon import Daemon, build_daemon
 from agent.lock import WorkspaceLock
 
 logger = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 30.0
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's options, from glibc's malloc.h
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -29,6 +31,7 @@ def run_start(args: argparse.Namespace) -> int:
     lock = WorkspaceLock(config.workspace_path)
     config.workspace_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock.acquire()
+    steady_malloc()
     try:
         daemon = build_daemon(config, path)
         setup_logging(daemon.runtime.workspace, config.secrets(), level=config.logging.level,
@@ -37,6 +40,24 @@ def run_start(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     return 0
+
+
+def steady_malloc() -> None:
+    """Keep the daemon's memory from creeping up (glibc only; elsewhere nothing changes).
+
+    glibc serves a large block (a session file's messages, a request body) from mmap and gives it back
+    to the system when freed, but each such free raises the size it will serve from mmap to that block's.
+    Over days of growing conversations, ever larger blocks then come from the heap, and the heap keeps
+    its high-water mark. Fixed thresholds (glibc's starting values) keep large blocks in mmap."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD):
+        mallopt(option, 128 * 1024)
 
 
 async def serve(daemon: Daemon, *, drain_timeout: float = DRAIN_TIMEOUT, stop: asyncio.Event | None = None) -> None:

@@ -174,3 +174,31 @@ async def test_stranger_gets_a_code_and_the_owner_approves_it(tmp_path: Path, fa
         await until(lambda: len(replies(tg, 555)) == 2)
         assert replies(tg, 555)[1] == "ok"
         assert await d.stop() == 0
+
+
+_LARGE_BLOCKS = """
+import ctypes, sys
+from agent.serve import steady_malloc
+if sys.argv[1] == "steady":
+    steady_malloc()
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+block = bytearray(1 << 20)
+del block  # glibc's default: this free raises the size it serves from mmap
+block = bytearray(1 << 20)
+print(libc.mallinfo2().hblkhd >= 1 << 20)  # the new block came from mmap, so it goes back when freed
+"""
+
+
+def test_the_daemon_keeps_large_blocks_in_mmap_so_freeing_them_gives_memory_back() -> None:
+    import ctypes
+    import subprocess
+    import sys
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("glibc 2.33 or later only")
+    out = {mode: subprocess.run([sys.executable, "-c", _LARGE_BLOCKS, mode], capture_output=True, text=True,
+                                check=True).stdout.strip() for mode in ("steady", "default")}
+    assert out == {"steady": "True", "default": "False"}
