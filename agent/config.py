@@ -242,11 +242,18 @@ class DeliverTo(Strict):
     channel: str
     chat: str
     thread: str | None = None  # a forum topic or thread inside the chat
+    # The conversation of the person who asked for the job, where it is not the chat's (session_scope: user)
+    session: str | None = None
 
     @property
     def session_key(self) -> str:
         """The chat's own conversation (as ``Inbound.session_key`` names it)."""
         return f"{self.channel}:{self.chat}" + (f":{self.thread}" if self.thread else "")
+
+    @property
+    def place(self) -> tuple[str, str, str | None]:
+        """Where it is delivered: the same chat, whoever asked."""
+        return self.channel, self.chat, self.thread
 
     @field_validator("chat", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from agent.atomic import write_atomic
 from agent.config import Config, CronJob, DeliverTo
 from agent.cron import expr
 from agent.errors import ConfigError
+from channels.base import scope_key
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +246,20 @@ def default_target(config: Config) -> DeliverTo | None:
     channel = config.channels[0]
     owners: list[str] = getattr(config.owner, channel.type, [])
     return DeliverTo(channel=channel.label, chat=owners[0]) if owners else None
+
+
+def note_key(config: Config, target: DeliverTo) -> str:
+    """The conversation a delivered text is added to: the one that asked for the job, else the chat's.
+    Where conversations are per person (``session_scope: user``), a chat whose id is a person's own
+    (a direct chat on Telegram; the owner, the default target) is that person's conversation."""
+    if target.session:
+        return target.session
+    channel = next((ch for ch in config.channels if ch.label == target.channel), None)
+    if channel is not None and channel.session_scope == "user" and not target.thread:
+        people = {*channel.allow_from, *getattr(config.owner, channel.type, [])}
+        if target.chat in people:
+            return scope_key("user", channel.label, target.chat) or target.session_key
+    return target.session_key
 
 
 def parse_target(text: str, config: Config) -> DeliverTo:

@@ -23,7 +23,7 @@ from typing import Any
 from agent.bus import Inbound, Outbound
 from agent.config import Config, DeliverTo
 from agent.cron.expr import zone
-from agent.cron.jobs import Job
+from agent.cron.jobs import Job, note_key
 from agent.cron.local import fresh, job_prompt, scheduled_note
 from agent.cron.runs import JobState, Outcome, Run, RunLog
 from agent.service import AgentService
@@ -126,7 +126,7 @@ class Runs:
         run.end, run.outcome, run.message_id = time.time(), _outcome(status, out), platform_id
         run.detail = f"{note}: {detail}" if note and detail else note or detail
         if status == "sent" and out.kind == "reply":
-            self.service.append_later(target.session_key, scheduled_note(job.spec.name, out.text))
+            self.service.append_later(note_key(self.config, target), scheduled_note(job.spec.name, out.text))
         elif status == "failed":  # nothing fires silently: the chat hears that its job could not run
             await self.service.bus.publish_outbound(Outbound(
                 target.channel, target.chat, f"The scheduled job \"{job.spec.name}\" could not run: {out.text}",

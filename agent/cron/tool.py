@@ -63,7 +63,8 @@ def _target(ctx: ToolContext, config: Config) -> DeliverTo:
     msg = ctx.inbound
     if msg is not None and msg.channel not in ("terminal", "subagent"):
         # A scheduled turn (a job running) acts for the job's own chat, never for the owner's.
-        return DeliverTo(channel=msg.channel, chat=msg.chat_id, thread=msg.thread_id)
+        return DeliverTo(channel=msg.channel, chat=msg.chat_id, thread=msg.thread_id,
+                         session=None if msg.scheduled else msg.scope)
     target = default_target(config)
     if target is None:
         raise ToolError("There is no chat to deliver scheduled messages to: the owner needs a channel and "
@@ -76,7 +77,12 @@ def _owner(ctx: ToolContext) -> bool:
 
 
 def _mine(job: Job, target: DeliverTo, ctx: ToolContext) -> bool:
-    return _owner(ctx) or job.spec.deliver_to == target
+    return _owner(ctx) or _here(job, target)
+
+
+def _here(job: Job, target: DeliverTo) -> bool:
+    """The job delivers to ``target``'s chat (whoever in it asked for it)."""
+    return job.spec.deliver_to is not None and job.spec.deliver_to.place == target.place
 
 
 def _limits(store: JobStore, target: DeliverTo, ctx: ToolContext, every: float | None) -> None:
@@ -85,7 +91,7 @@ def _limits(store: JobStore, target: DeliverTo, ctx: ToolContext, every: float |
     least = MIN_EVERY if owner else 300.0
     if every is not None and every < least:
         raise ToolError(f"every must be at least {least:.0f} seconds.")
-    if not owner and sum(1 for job in store.load().values() if job.spec.deliver_to == target) >= MAX_JOBS_PER_CHAT:
+    if not owner and sum(1 for job in store.load().values() if _here(job, target)) >= MAX_JOBS_PER_CHAT:
         raise ToolError(f"This chat already has {MAX_JOBS_PER_CHAT} scheduled jobs; remove one first.")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
 
 from agent.config import Config
@@ -34,12 +35,13 @@ def at(day: int, hour: int, minute: int = 0, second: float = 0.0) -> datetime:
     return datetime(2026, 11, day, hour, minute, whole, int((second - whole) * 1e6), tzinfo=PARIS)
 
 
-def make_config(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, *jobs: dict[str, Any], **extra: Any) -> Config:
+def make_config(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, *jobs: dict[str, Any], scope: str = "chat",
+                **extra: Any) -> Config:
     return validate({
         "workspace": str(tmp_path / "ws"),
         "llm": {"provider": "anthropic", "model": "claude-test", "api_key": "sk-ant-cron-000111",
                 "base_url": llm.url, "max_retries": 0, "stream_retries": 0},
-        "channels": [{"type": "telegram", "token": tg.token, "base_url": tg.base_url}],
+        "channels": [{"type": "telegram", "token": tg.token, "base_url": tg.base_url, "session_scope": scope}],
         "owner": {"telegram": [str(OWNER)]},
         "cron_jobs": [{"timezone": "Europe/Paris", **job} for job in jobs],
         **extra}, None)
@@ -90,12 +92,13 @@ def briefing(rec: Recorded) -> Turn:
     return Turn(text="Good morning! 3 PRs merged.") if "[Scheduled job" in text else Turn(text="You asked.")
 
 
-async def test_the_morning_briefing_reaches_telegram_and_the_next_turn_knows_it(tmp_path: Path,
-                                                                                fake_llm: FakeLLM) -> None:
+@pytest.mark.parametrize("scope", ["chat", "user"])  # user: the owner's conversation is "telegram:user:<id>"
+async def test_the_morning_briefing_reaches_telegram_and_the_next_turn_knows_it(tmp_path: Path, fake_llm: FakeLLM,
+                                                                                scope: str) -> None:
     fake_llm.responder = briefing
     job = {"name": "morning", "schedule": "0 9 * * 1-5", "message": "Summarize today's GitHub activity"}
     async with FakeTelegram() as tg:
-        config = make_config(tmp_path, fake_llm, tg, job)
+        config = make_config(tmp_path, fake_llm, tg, job, scope=scope)
         with time_machine.travel(at(23, 8, 59, 58), tick=True) as traveller:
             async with running(config) as daemon:
                 move(traveller, daemon, at(23, 9, 0, 0.2))

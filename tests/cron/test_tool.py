@@ -86,3 +86,19 @@ async def test_a_running_job_acts_for_its_own_chat_never_for_the_owner(tmp_path:
                          scheduled=True, scope="cron:theirs")
         assert "every must be at least 300 seconds" in fast
     assert list(JobStore(runtime.workspace, []).load()) == ["own"]
+
+
+async def test_where_each_person_has_a_conversation_a_job_remembers_whose_it_is(tmp_path: Path,
+                                                                                 fake_llm: FakeLLM) -> None:
+    """session_scope: user. A job asked for in a group is delivered to the group, and what it sent is
+    noted in the conversation of the person who asked; others in the group still see it as the chat's."""
+    runtime = runtime_for(tmp_path, fake_llm, **TELEGRAM)
+    async with runtime.running():
+        chat = Chat(runtime, channel="telegram")
+        await ask(chat, fake_llm, {"action": "add", "message": "Stand-up", "cron": "0 9 * * 1-5", "name": "standup"},
+                  chat="-100", sender="42", scope="telegram:user:42")
+        listed = await ask(chat, fake_llm, {"action": "list"}, chat="-100", sender="43", scope="telegram:user:43")
+        assert listed.startswith("- standup:")
+    target = JobStore(runtime.workspace, []).load()["standup"].spec.deliver_to
+    assert target is not None and target.place == ("telegram", "-100", None)
+    assert target.session == "telegram:user:42"
