@@ -186,8 +186,8 @@ class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 libc.mallinfo2.restype = Info
-block = bytearray(1 << 20)
-del block  # glibc's default: this free raises the size it serves from mmap
+block = bytearray(2 << 20)
+del block  # glibc's default: this free raises the size it serves from mmap to 2 MB
 block = bytearray(1 << 20)
 print(libc.mallinfo2().hblkhd >= 1 << 20)  # the new block came from mmap, so it goes back when freed
 """
