@@ -78,7 +78,10 @@ class SeenStore:
             newest = sorted(self._seen, key=self._seen.__getitem__)[-keep:]
             self._seen = {key: self._seen[key] for key in newest}
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps([k, round(v, 3)]) + "\n" for k, v in self._seen.items())
-        os.replace(tmp, self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps([k, round(v, 3)]) + "\n" for k, v in self._seen.items())
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the old file stays, only longer; the table in memory is right
+            logger.warning("Could not rewrite %s: %s", self.path, exc.strerror or exc)

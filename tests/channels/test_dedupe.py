@@ -56,3 +56,13 @@ def test_a_rewrite_keeps_the_entries_it_holds_instead_of_reading_them_back(tmp_p
         tracemalloc.stop()
     assert len((tmp_path / "seen.jsonl").read_text().splitlines()) == 9_000
     assert peak - current < 1_000_000, (current, peak)  # reading 10,000 lines back took 2.5 MB more
+
+
+def test_a_rewrite_that_cannot_be_written_keeps_serving(tmp_path: Path) -> None:
+    path = tmp_path / "seen.jsonl"
+    seen = SeenStore(path, max_entries=10)
+    path.with_suffix(".tmp").mkdir()  # the rewrite's temporary file cannot be created
+    for n in range(25):
+        assert seen.first_time("telegram", "42", str(n))
+    assert seen.seen("telegram", "42", "24") and not seen.first_time("telegram", "42", "24")
+    assert len(path.read_text().splitlines()) == 25  # appended to, never cut short
