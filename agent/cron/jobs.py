@@ -255,7 +255,7 @@ def note_key(config: Config, target: DeliverTo) -> str:
     if target.session:
         return target.session
     channel = next((ch for ch in config.channels if ch.label == target.channel), None)
-    if channel is not None and channel.session_scope == "user" and not target.thread:
+    if channel is not None and channel.session_scope == "user":  # a person's conversation spans threads
         people = {*channel.allow_from, *getattr(config.owner, channel.type, [])}
         if target.chat in people:
             return scope_key("user", channel.label, target.chat) or target.session_key

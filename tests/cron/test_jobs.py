@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.config import Config, CronJob, DeliverTo
-from agent.cron.jobs import Job, JobStore, StoredJob, default_target, parse_target
+from agent.cron.jobs import Job, JobStore, StoredJob, default_target, note_key, parse_target
 from agent.errors import ConfigError
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("Europe/Paris"))
@@ -264,3 +264,16 @@ def test_parse_target() -> None:
             parse_target(text, cfg)
     with pytest.raises(ConfigError, match="no channels are configured"):
         parse_target("telegram:1", config())
+
+
+def test_what_a_job_sent_is_noted_in_the_conversation_its_turns_read() -> None:
+    per_person = config(channels=[{"type": "telegram", "token": "t-token", "session_scope": "user",
+                                   "allow_from": ["555"]}], owner={"telegram": ["12345"]})
+    per_chat = config(channels=[{"type": "telegram", "token": "t-token"}], owner={"telegram": ["12345"]})
+    assert note_key(per_chat, DeliverTo(channel="telegram", chat="12345")) == "telegram:12345"
+    assert note_key(per_chat, DeliverTo(channel="telegram", chat="-100", thread="7")) == "telegram:-100:7"
+    assert note_key(per_person, DeliverTo(channel="telegram", chat="12345")) == "telegram:user:12345"  # the owner
+    assert note_key(per_person, DeliverTo(channel="telegram", chat="555", thread="3")) == "telegram:user:555"
+    assert note_key(per_person, DeliverTo(channel="telegram", chat="-100")) == "telegram:-100"  # a group
+    asked = DeliverTo(channel="telegram", chat="-100", session="telegram:user:555")  # asked for in the group
+    assert note_key(per_person, asked) == "telegram:user:555"
