@@ -217,6 +217,16 @@ async def test_a_job_added_from_the_cli_is_picked_up_by_the_running_daemon(tmp_p
     assert run.outcome == "ok" and abs((run.start or 0) - due) < 3  # within the 2 s poll plus the slot
 
 
+@asynccontextmanager
+async def morning_at_nine(tmp_path: Path, llm: FakeLLM) -> AsyncIterator[tuple[FakeTelegram, Config, Any]]:
+    """Telegram, a config with the 9:00 job "morning", and the clock at 08:59:59, ticking on."""
+    job = {"name": "morning", "schedule": "0 9 * * *", "message": "Brief me"}
+    async with FakeTelegram() as tg:
+        config = make_config(tmp_path, llm, tg, job)
+        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
+            yield tg, config, traveller
+
+
 def nine_with_a_quick_retry(traveller: Any, daemon: Daemon) -> None:
     """The morning job's slot comes, and a failed first try is retried after 0.1 s instead of a minute."""
     assert daemon.cron is not None
@@ -226,13 +236,10 @@ def nine_with_a_quick_retry(traveller: Any, daemon: Daemon) -> None:
 
 async def test_a_failure_before_any_model_call_is_retried_once(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.script(Fail(500, "api_error", "internal"), Turn(text="Second try worked."))
-    job = {"name": "morning", "schedule": "0 9 * * *", "message": "Brief me"}
-    async with FakeTelegram() as tg:
-        config = make_config(tmp_path, fake_llm, tg, job)
-        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
-            async with running(config) as daemon:
-                nine_with_a_quick_retry(traveller, daemon)
-                await until(lambda: "Second try worked." in sent(tg))
+    async with morning_at_nine(tmp_path, fake_llm) as (tg, config, traveller):
+        async with running(config) as daemon:
+            nine_with_a_quick_retry(traveller, daemon)
+            await until(lambda: "Second try worked." in sent(tg))
     (run,) = runs(config)
     assert run.outcome == "ok" and len(fake_llm.requests) == 2
     assert sent(tg)[-1] == "Second try worked."
@@ -241,16 +248,13 @@ async def test_a_failure_before_any_model_call_is_retried_once(tmp_path: Path, f
 async def test_a_stop_during_the_retry_is_finished_after_the_restart(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.script(Fail(500, "api_error", "internal"), Delay(30, Turn(text="too late")),
                     Turn(text="Finished after all."))
-    job = {"name": "morning", "schedule": "0 9 * * *", "message": "Brief me"}
-    async with FakeTelegram() as tg:
-        config = make_config(tmp_path, fake_llm, tg, job)
-        with time_machine.travel(at(23, 8, 59, 59), tick=True) as traveller:
-            async with running(config) as daemon:
-                nine_with_a_quick_retry(traveller, daemon)
-                await until(lambda: len(fake_llm.requests) == 2)  # the retry is waiting for the model
-            async with running(config):  # the stop cut the retry's turn: the journal resumes it
-                await until(lambda: any("Finished after all." in text for text in sent(tg)))
-                await until(lambda: len(runs(config)) == 1)
+    async with morning_at_nine(tmp_path, fake_llm) as (tg, config, traveller):
+        async with running(config) as daemon:
+            nine_with_a_quick_retry(traveller, daemon)
+            await until(lambda: len(fake_llm.requests) == 2)  # the retry is waiting for the model
+        async with running(config):  # the stop cut the retry's turn: the journal resumes it
+            await until(lambda: any("Finished after all." in text for text in sent(tg)))
+            await until(lambda: len(runs(config)) == 1)
     (run,) = runs(config)  # the retry's answer is the run's, recorded once
     assert run.outcome == "ok" and "after a restart" in run.detail, run
 
